@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install every Debian package that seer needs to build, test and run.
+# Idempotent: packages already present are left alone. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential autoconf automake libtool pkg-config autoconf-archive
+  libopenblas-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libfcgi-dev
+  # sanitizers and fuzzing
+  clang libclang-rt-14-dev
+  # reference implementation, parity tests and benchmarks
+  python3 python3-torch python3-torchvision python3-pil python3-numpy python3-skimage
+  # service
+  nginx-light sqlite3 apache2-utils
+  # tests and tools
+  curl ca-certificates wrk
+)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  sudo_cmd=(sudo)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,607 @@
+/*
+ * winograd.c - 3x3 stride-1 pad-1 convolution as Winograd F(4x4, 3x3): 6x6
+ * input tiles and 3x3 filters go to 36 transform points, are multiplied there
+ * by 36 cblas_sgemm calls, and 4x4 output tiles come back with the epilogue.
+ */
+#include "winograd.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <string.h>
+#ifdef WINO_TUNE
+#include <stdlib.h>
+#endif
+
+/*
+ * F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2 and infinity
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"):
+ *
+ *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
+ *
+ *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0  |
+ *         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6  |
+ *         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6  |
+ *         | 0 -2 -1  2  1  0 |       |  1/24  1/12  1/6  |
+ *         | 0  2 -1 -2  1  0 |       |  1/24 -1/12  1/6  |
+ *         | 0  4  0 -5  0  1 |       |   0     0     1   |
+ *
+ *   A^T = | 1  1  1  1  1  0 |
+ *         | 0  1 -1  2 -2  0 |
+ *         | 0  1  1  4  4  0 |
+ *         | 0  1 -1  8 -8  1 |
+ *
+ * d is a 6x6 input tile whose top-left corner is (4*ty - 1, 4*tx - 1) (the
+ * -1 is the padding), Y the 4x4 output tile at (4*ty, 4*tx). Point
+ * xi = 6*i + j of the transform is row i, column j of the 6x6 products.
+ */
+
+/*
+ * The transforms work on WINO_VL tiles of one tile row at a time, as GCC
+ * vector-extension values (one AVX register, or two SSE ones in the
+ * baseline build). Vector types cannot be declared without a typedef.
+ */
+#define WINO_VL 8
+typedef float wino_vf __attribute__((vector_size(WINO_VL * sizeof(float))));
+typedef int wino_vi __attribute__((vector_size(WINO_VL * sizeof(int))));
+
+/*
+ * Clones of the transform loops for AVX-512, AVX2+FMA and baseline x86-64;
+ * the loader picks one for the running CPU (ifunc), so binaries stay
+ * portable. Helpers are always_inline so they are built for each clone.
+ * -DWINO_NO_CLONES builds only the variant for the compiler's -march, which
+ * is how the test suite exercises each of them on one machine.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(WINO_NO_CLONES)
+#define WINO_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WINO_CLONES
+#endif
+#define WINO_INLINE static inline __attribute__((always_inline))
+
+/* How one call is cut up; derived from the sizes alone, so that
+ * wino_scratch_floats() and wino_conv3x3() agree. */
+struct wino_plan {
+	int tw, th;     /* tiles per tile row, tile rows per image */
+	int rows;       /* tile rows in the batch: n * th */
+	int block_rows; /* tile rows per round of 36 GEMMs */
+	int pw;         /* floats per phase in the row work buffers */
+	size_t ldt;     /* row stride of V and M: block tiles plus overrun room */
+	size_t vs, ms;  /* stride of the 36 matrices of V ([c][ldt]) and M ([k][ldt]) */
+};
+
+/*
+ * Bytes of V + M (transformed input and output tiles) that one block of tile
+ * rows should stay under, so that they are still in the L2 cache when the
+ * GEMMs and then the output transform read them. Measured on a 2 MB-L2 Xeon:
+ * 64@56x56 runs best with blocks of about 2 MB, and larger blocks lose less
+ * than smaller ones. Fixed rather than probed, so a given shape always runs
+ * the same way.
+ */
+#define WINO_BLOCK_BYTES ((size_t)2 << 20)
+
+/*
+ * The transforms write (or read) the same row of all 36 matrices at once.
+ * With power-of-two strides those 36 streams would all fall into one L1
+ * set and evict each other on every vector; an odd number of cache lines
+ * between matrices spreads them over 36 sets.
+ */
+static size_t wino_matrix_stride(size_t floats)
+{
+	size_t lines = (floats + 15) / 16;
+
+	return 16 * (lines | 1);
+}
+
+static void wino_plan_init(struct wino_plan *p, int k, int c, int n, int h, int w)
+{
+	size_t per_row, u_bytes, fit, blocks, nvec;
+
+	assert(k > 0 && c > 0 && n > 0 && h > 0 && w > 0);
+	p->tw = (w + 3) / 4;
+	p->th = (h + 3) / 4;
+	p->rows = n * p->th;
+	nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
+	/*
+	 * Phase rows 0 and 1 are also read one tile on (e[4], e[5]), so they
+	 * hold tw + 1 tiles: a vector more only when tw fills its vectors.
+	 */
+	p->pw = (int)((nvec + (p->tw % WINO_VL == 0)) * WINO_VL);
+
+	/*
+	 * Every block streams all of U through the GEMMs again. Block only
+	 * when that costs less than the round trip of V and M through L3
+	 * (twice, written then read) which blocking saves: so 64@56x56 is
+	 * blocked, and the deeper layers, whose U is large, are not.
+	 */
+	per_row = 36 * sizeof(float) * ((size_t)k + c) * p->tw;
+	u_bytes = 36 * sizeof(float) * (size_t)k * c;
+	fit = WINO_BLOCK_BYTES / per_row;
+	if (fit < 1)
+		fit = 1;
+	blocks = ((size_t)p->rows + fit - 1) / fit;
+	if ((blocks - 1) * u_bytes > (size_t)p->rows * per_row / 2)
+		blocks = 1;
+	p->block_rows = (int)(((size_t)p->rows + blocks - 1) / blocks);
+#ifdef WINO_TUNE
+	if (getenv("WINO_BLOCK_ROWS"))
+		p->block_rows = atoi(getenv("WINO_BLOCK_ROWS"));
+	if (p->block_rows > p->rows)
+		p->block_rows = p->rows;
+#endif
+	/* the last row of a block writes up to a whole vector past its end */
+	p->ldt = (size_t)(p->block_rows - 1) * p->tw + nvec * WINO_VL;
+	p->ldt = (p->ldt + 15) & ~(size_t)15;
+	p->vs = wino_matrix_stride((size_t)c * p->ldt);
+	p->ms = wino_matrix_stride((size_t)k * p->ldt);
+}
+
+size_t wino_weight_floats(int k, int c)
+{
+	assert(k > 0 && c > 0);
+	return 36 * (size_t)k * (size_t)c;
+}
+
+void wino_weight_transform(const float *w, int k, int c, float *u)
+{
+	static const double g_mat[6][3] = {
+		{ 1.0 / 4, 0, 0 },
+		{ -1.0 / 6, -1.0 / 6, -1.0 / 6 },
+		{ -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+		{ 1.0 / 24, 1.0 / 12, 1.0 / 6 },
+		{ 1.0 / 24, -1.0 / 12, 1.0 / 6 },
+		{ 0, 0, 1 },
+	};
+	size_t kc = (size_t)k * (size_t)c;
+
+	assert(k > 0 && c > 0);
+	for (size_t f = 0; f < kc; f++) {
+		const float *g = w + 9 * f;
+		double tmp[6][3]; /* G g */
+
+		for (int i = 0; i < 6; i++)
+			for (int j = 0; j < 3; j++)
+				tmp[i][j] = g_mat[i][0] * g[j] + g_mat[i][1] * g[3 + j] +
+					    g_mat[i][2] * g[6 + j];
+		for (int i = 0; i < 6; i++)
+			for (int j = 0; j < 6; j++)
+				u[(size_t)(6 * i + j) * kc + f] =
+					(float)(tmp[i][0] * g_mat[j][0] + tmp[i][1] * g_mat[j][1] +
+						tmp[i][2] * g_mat[j][2]);
+	}
+}
+
+size_t wino_scratch_floats(int k, int c, int n, int h, int w)
+{
+	struct wino_plan p;
+
+	wino_plan_init(&p, k, c, n, h, w);
+	return 36 * (p.vs + p.ms) + 56 * (size_t)p.pw;
+}
+
+/* Unaligned vector load and store; macros, because passing or returning
+ * vectors wider than SSE from functions trips GCC's ABI warning. */
+#define WINO_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
+#define WINO_STORE(p, v) memcpy((p), &(v), sizeof(v))
+
+/*
+ * One 1-D step of B^T d B on vectors: o[l] = sum_m B^T[l][m] e[m], with
+ * o[l] stored at dst + l * stride. Written out rather than looped: GCC -O2
+ * does not unroll small loops and would go through the stack.
+ */
+WINO_INLINE void wino_bt6(const wino_vf *e, float *dst, size_t stride)
+{
+	wino_vf a = e[4] - 4 * e[2], b = e[3] - 4 * e[1];
+	wino_vf c = e[4] - e[2], d = 2 * (e[3] - e[1]), o;
+
+	o = 4 * e[0] - 5 * e[2] + e[4];
+	WINO_STORE(dst, o);
+	o = a + b;
+	WINO_STORE(dst + stride, o);
+	o = a - b;
+	WINO_STORE(dst + 2 * stride, o);
+	o = c + d;
+	WINO_STORE(dst + 3 * stride, o);
+	o = c - d;
+	WINO_STORE(dst + 4 * stride, o);
+	o = 4 * e[1] - 5 * e[3] + e[5];
+	WINO_STORE(dst + 5 * stride, o);
+}
+
+/* One 1-D step of A^T m A: o[q] = sum_l A^T[q][l] e[l], e[l] at src[l], o[q] to dst + q * stride. */
+WINO_INLINE void wino_at6(const float *const src[6], float *dst, size_t stride)
+{
+	wino_vf e0, e1, e2, e3, e4, e5, a, b, c, d, o;
+
+	WINO_LOAD(e0, src[0]);
+	WINO_LOAD(e1, src[1]);
+	WINO_LOAD(e2, src[2]);
+	WINO_LOAD(e3, src[3]);
+	WINO_LOAD(e4, src[4]);
+	WINO_LOAD(e5, src[5]);
+	a = e1 + e2;
+	b = e1 - e2;
+	c = e3 + e4;
+	d = e3 - e4;
+	o = e0 + a + c;
+	WINO_STORE(dst, o);
+	o = b + 2 * d;
+	WINO_STORE(dst + stride, o);
+	o = a + 4 * c;
+	WINO_STORE(dst + 2 * stride, o);
+	o = b + 8 * d + e5;
+	WINO_STORE(dst + 3 * stride, o);
+}
+
+/*
+ * *v = the vector at x = WINO_VL * m - 1 of a row of w >= WINO_VL floats,
+ * zero outside [0, w), without reading outside the row. The padded row is
+ * built in registers: storing it and loading it back at another offset
+ * would stall on failed store forwarding.
+ */
+WINO_INLINE void wino_row_vec(wino_vf *v, const float *src, int w, int m)
+{
+	int x0 = WINO_VL * m - 1;
+	wino_vf a, zero = { 0 };
+
+	if (x0 >= w) {
+		*v = zero;
+		return;
+	}
+	if (x0 < 0) {
+		WINO_LOAD(a, src);
+		*v = __builtin_shufflevector(zero, a, 0, 8, 9, 10, 11, 12, 13, 14);
+		return;
+	}
+	if (x0 + WINO_VL <= w) {
+		WINO_LOAD(a, src + x0);
+		*v = a;
+		return;
+	}
+	/* the last WINO_VL floats of the row, moved down by the lanes past w */
+	WINO_LOAD(a, src + w - WINO_VL);
+	switch (x0 + WINO_VL - w) {
+	case 1:
+		*v = __builtin_shufflevector(a, zero, 1, 2, 3, 4, 5, 6, 7, 8);
+		break;
+	case 2:
+		*v = __builtin_shufflevector(a, zero, 2, 3, 4, 5, 6, 7, 8, 8);
+		break;
+	case 3:
+		*v = __builtin_shufflevector(a, zero, 3, 4, 5, 6, 7, 8, 8, 8);
+		break;
+	case 4:
+		*v = __builtin_shufflevector(a, zero, 4, 5, 6, 7, 8, 8, 8, 8);
+		break;
+	case 5:
+		*v = __builtin_shufflevector(a, zero, 5, 6, 7, 8, 8, 8, 8, 8);
+		break;
+	case 6:
+		*v = __builtin_shufflevector(a, zero, 6, 7, 8, 8, 8, 8, 8, 8);
+		break;
+	default:
+		*v = __builtin_shufflevector(a, zero, 7, 8, 8, 8, 8, 8, 8, 8);
+		break;
+	}
+}
+
+/*
+ * Split four vectors d[0..3] (32 consecutive floats e) by index mod 4:
+ * ph[p * pw + t] = e[4 * t + p] for t < WINO_VL. Two rounds of two-input
+ * shuffles (one vpermt2ps each on AVX-512).
+ */
+WINO_INLINE void wino_deinterleave4(const wino_vf d[4], float *ph, size_t pw)
+{
+	wino_vf s0, s1, s2, s3, o;
+
+	s0 = __builtin_shufflevector(d[0], d[1], 0, 4, 8, 12, 1, 5, 9, 13);
+	s1 = __builtin_shufflevector(d[0], d[1], 2, 6, 10, 14, 3, 7, 11, 15);
+	s2 = __builtin_shufflevector(d[2], d[3], 0, 4, 8, 12, 1, 5, 9, 13);
+	s3 = __builtin_shufflevector(d[2], d[3], 2, 6, 10, 14, 3, 7, 11, 15);
+	o = __builtin_shufflevector(s0, s2, 0, 1, 2, 3, 8, 9, 10, 11);
+	WINO_STORE(ph, o);
+	o = __builtin_shufflevector(s0, s2, 4, 5, 6, 7, 12, 13, 14, 15);
+	WINO_STORE(ph + pw, o);
+	o = __builtin_shufflevector(s1, s3, 0, 1, 2, 3, 8, 9, 10, 11);
+	WINO_STORE(ph + 2 * pw, o);
+	o = __builtin_shufflevector(s1, s3, 4, 5, 6, 7, 12, 13, 14, 15);
+	WINO_STORE(ph + 3 * pw, o);
+}
+
+/*
+ * The phase row of one input row: ph[p][t] = src[4 * t + p - 1] for
+ * t < pw, zero outside [0, w). line is 4 * pw floats of work space whose
+ * first float and those from w + 1 on are zero; only rows narrower than a
+ * vector go through it.
+ */
+WINO_INLINE void wino_phase_row(const float *src, int w, float *line, float *ph, size_t pw)
+{
+	wino_vf d[4];
+
+	if (w >= WINO_VL) {
+		for (size_t t = 0; t < pw; t += WINO_VL) {
+			int m = (int)(t / 2);
+
+			wino_row_vec(&d[0], src, w, m);
+			wino_row_vec(&d[1], src, w, m + 1);
+			wino_row_vec(&d[2], src, w, m + 2);
+			wino_row_vec(&d[3], src, w, m + 3);
+			wino_deinterleave4(d, ph + t, pw);
+		}
+		return;
+	}
+	for (int x = 0; x < w; x++)
+		line[x + 1] = src[x];
+	for (size_t t = 0; t < pw; t += WINO_VL) {
+		WINO_LOAD(d[0], line + 4 * t);
+		WINO_LOAD(d[1], line + 4 * t + WINO_VL);
+		WINO_LOAD(d[2], line + 4 * t + 2 * WINO_VL);
+		WINO_LOAD(d[3], line + 4 * t + 3 * WINO_VL);
+		wino_deinterleave4(d, ph + t, pw);
+	}
+}
+
+/*
+ * Input transform of tile rows [r0, r1) for every channel:
+ * v[xi][c][t] = (B^T d B)[xi] for tile t = (r - r0) * tw + tx.
+ *
+ * Each input row is split by x mod 4 into a phase row ph[p][tx] =
+ * in[y][4*tx + p - 1] (zero outside the image), so that e[m] of tile tx is
+ * ph[m % 4][tx + m / 4] and every step runs on vectors of consecutive tiles.
+ * A tile row needs input rows 4*ty - 1 .. 4*ty + 4; the last two are the
+ * first two of the next tile row, so their phase rows are kept. Vectors may
+ * run up to WINO_VL - 1 tiles past the row; those columns of v are
+ * overwritten by the next row or never read.
+ */
+WINO_CLONES
+static void wino_input_block(const struct wino_plan *p, const float *in, int c, int n,
+			     int h, int w, int r0, int r1, float *v, float *work)
+{
+	size_t pw = (size_t)p->pw, xs = p->vs;
+	size_t nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
+	float *line = work;           /* [4 * pw]: a padded input row, if narrow */
+	float *zero = work + 4 * pw;  /* [4][pw]: the phase row of a padding row */
+	float *q = work + 8 * pw;     /* [6][4][pw]: B^T applied down the columns */
+	float *bufs = work + 32 * pw; /* [6][4][pw]: phase rows */
+
+	memset(line, 0, 8 * pw * sizeof(float));
+	for (int ci = 0; ci < c; ci++) {
+		float *ph[6];
+		int prev_n = -1;
+
+		for (int j = 0; j < 6; j++)
+			ph[j] = bufs + (size_t)j * 4 * pw;
+		for (int r = r0; r < r1; r++) {
+			int ni = r / p->th, ty = r % p->th;
+			float *dst = v + (size_t)ci * p->ldt + (size_t)(r - r0) * p->tw;
+			int j0 = 0;
+
+			if (ni == prev_n) {
+				/* rows 4*ty - 1 and 4*ty were rows 4 and 5 of tile row ty - 1 */
+				float *t0 = ph[0], *t1 = ph[1];
+
+				ph[0] = ph[4];
+				ph[1] = ph[5];
+				ph[4] = t0;
+				ph[5] = t1;
+				j0 = 2;
+			}
+			prev_n = ni;
+			for (int j = j0; j < 6; j++) {
+				int y = 4 * ty - 1 + j;
+
+				/* a copy of zero, not zero itself: ph[4], ph[5] move on */
+				if (y < 0 || y >= h)
+					memcpy(ph[j], zero, 4 * pw * sizeof(float));
+				else
+					wino_phase_row(in + (((size_t)ci * n + ni) * h + y) * w, w,
+						       line, ph[j], pw);
+			}
+			/* phases 2 and 3 are never read past tile nvec * VL */
+			for (size_t e = 0; e < 4 * pw; e += WINO_VL) {
+				wino_vf col[6];
+
+				if (e % pw >= nvec * WINO_VL && e >= 2 * pw)
+					continue;
+				WINO_LOAD(col[0], ph[0] + e);
+				WINO_LOAD(col[1], ph[1] + e);
+				WINO_LOAD(col[2], ph[2] + e);
+				WINO_LOAD(col[3], ph[3] + e);
+				WINO_LOAD(col[4], ph[4] + e);
+				WINO_LOAD(col[5], ph[5] + e);
+				wino_bt6(col, q + e, 4 * pw);
+			}
+			for (int i = 0; i < 6; i++) {
+				const float *qi = q + (size_t)i * 4 * pw;
+				float *di = dst + (size_t)(6 * i) * xs;
+
+				for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
+					wino_vf row[6], next0, next1;
+
+					WINO_LOAD(row[0], qi + tx);
+					WINO_LOAD(row[1], qi + pw + tx);
+					WINO_LOAD(row[2], qi + 2 * pw + tx);
+					WINO_LOAD(row[3], qi + 3 * pw + tx);
+					/*
+					 * e[4], e[5] are phases 0, 1 one tile on. Loading them
+					 * at tx + 1 would straddle two of the stores just
+					 * made, which cannot be forwarded; shift instead. When
+					 * pw has no spare vector, next* is the following phase
+					 * and feeds only the lane past tile tw - 1.
+					 */
+					WINO_LOAD(next0, qi + tx + WINO_VL);
+					WINO_LOAD(next1, qi + pw + tx + WINO_VL);
+					row[4] = __builtin_shufflevector(row[0], next0, 1, 2, 3, 4, 5, 6, 7, 8);
+					row[5] = __builtin_shufflevector(row[1], next1, 1, 2, 3, 4, 5, 6, 7, 8);
+					wino_bt6(row, di + tx, xs);
+				}
+			}
+		}
+	}
+}
+
+/*
+ * One output vector: out[x .. x+8) = relu?(val + bias + res?), for the
+ * lanes inside the row [0, w). Lanes past w go through a bounce buffer.
+ */
+WINO_INLINE void wino_epilogue(wino_vf val, wino_vf bv, const float *res, int relu,
+			       float *dst, int x, int w, float *bounce)
+{
+	wino_vf rv, zero = { 0 };
+
+	if (x + WINO_VL <= w) {
+		val += bv;
+		if (res) {
+			WINO_LOAD(rv, res + x);
+			val += rv;
+		}
+		if (relu)
+			val = (wino_vf)((wino_vi)val & (val > zero));
+		WINO_STORE(dst + x, val);
+		return;
+	}
+	WINO_STORE(bounce, val);
+	for (int l = 0; l < w - x; l++) {
+		float f = bounce[l] + bv[0];
+
+		if (res)
+			f += res[x + l];
+		if (relu && f < 0)
+			f = 0;
+		dst[x + l] = f;
+	}
+}
+
+/*
+ * Output transform of tile rows [r0, r1) for every output channel, fused
+ * with the epilogue: out = relu?((A^T m A) + bias + residual?), where m[xi]
+ * of tile t is mm[xi][k][t]. Columns of mm past the block's last tile must
+ * hold finite values (the vectors read past the row).
+ *
+ * Per tile row, A^T is applied along each row i of the 6x6 products into
+ * s[i][qx] (qx the output column within the tile); then, per vector of
+ * tiles, down the columns into the 16 outputs o[qy][qx], which are
+ * interleaved back into x order and stored with the epilogue.
+ */
+WINO_CLONES
+static void wino_output_block(const struct wino_plan *p, const float *mm, const float *bias,
+			      int k, int n, int h, int w, int r0, int r1,
+			      const float *residual, int relu, float *out, float *work)
+{
+	size_t pw = (size_t)p->pw, xs = p->ms;
+	size_t nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
+	float *s = work;                /* [6][4][pw]: A^T applied along the rows */
+	float *bounce = work + 24 * pw; /* [WINO_VL]: a partial output vector */
+	wino_vf zero = { 0 };
+
+	for (int ki = 0; ki < k; ki++) {
+		wino_vf bv = zero + (bias ? bias[ki] : 0.0f);
+
+		for (int r = r0; r < r1; r++) {
+			int ni = r / p->th, ty = r % p->th;
+			int rows = h - 4 * ty < 4 ? h - 4 * ty : 4;
+			const float *src = mm + (size_t)ki * p->ldt + (size_t)(r - r0) * p->tw;
+			size_t row0 = (((size_t)ki * n + ni) * h + 4 * ty) * w;
+
+			for (int i = 0; i < 6; i++) {
+				const float *si = src + (size_t)(6 * i) * xs;
+
+				for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
+					const float *row[6] = { si + tx,          si + xs + tx,
+								si + 2 * xs + tx, si + 3 * xs + tx,
+								si + 4 * xs + tx, si + 5 * xs + tx };
+
+					wino_at6(row, s + (size_t)i * 4 * pw + tx, pw);
+				}
+			}
+			for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
+				wino_vf o[4][4]; /* [qy][qx] */
+
+				for (int qx = 0; qx < 4; qx++) {
+					const float *sq = s + (size_t)qx * pw + tx;
+					wino_vf e0, e1, e2, e3, e4, e5, a, b, c, d;
+
+					WINO_LOAD(e0, sq);
+					WINO_LOAD(e1, sq + 4 * pw);
+					WINO_LOAD(e2, sq + 8 * pw);
+					WINO_LOAD(e3, sq + 12 * pw);
+					WINO_LOAD(e4, sq + 16 * pw);
+					WINO_LOAD(e5, sq + 20 * pw);
+					a = e1 + e2;
+					b = e1 - e2;
+					c = e3 + e4;
+					d = e3 - e4;
+					o[0][qx] = e0 + a + c;
+					o[1][qx] = b + 2 * d;
+					o[2][qx] = a + 4 * c;
+					o[3][qx] = b + 8 * d + e5;
+				}
+				for (int qy = 0; qy < rows; qy++) {
+					size_t row = row0 + (size_t)qy * w;
+					const float *res = residual ? residual + row : NULL;
+					int x = 4 * (int)tx;
+					wino_vf s0, s1, s2, s3, v;
+
+					if (x >= w)
+						break;
+					/* x order: tile t's four columns, then tile t + 1's */
+					s0 = __builtin_shufflevector(o[qy][0], o[qy][1], 0, 1, 2, 3, 8, 9, 10, 11);
+					s1 = __builtin_shufflevector(o[qy][2], o[qy][3], 0, 1, 2, 3, 8, 9, 10, 11);
+					s2 = __builtin_shufflevector(o[qy][0], o[qy][1], 4, 5, 6, 7, 12, 13, 14, 15);
+					s3 = __builtin_shufflevector(o[qy][2], o[qy][3], 4, 5, 6, 7, 12, 13, 14, 15);
+					v = __builtin_shufflevector(s0, s1, 0, 4, 8, 12, 1, 5, 9, 13);
+					wino_epilogue(v, bv, res, relu, out + row, x, w, bounce);
+					if (x + WINO_VL >= w)
+						continue;
+					v = __builtin_shufflevector(s0, s1, 2, 6, 10, 14, 3, 7, 11, 15);
+					wino_epilogue(v, bv, res, relu, out + row, x + WINO_VL, w, bounce);
+					if (x + 2 * WINO_VL >= w)
+						continue;
+					v = __builtin_shufflevector(s2, s3, 0, 4, 8, 12, 1, 5, 9, 13);
+					wino_epilogue(v, bv, res, relu, out + row, x + 2 * WINO_VL, w,
+						      bounce);
+					if (x + 3 * WINO_VL >= w)
+						continue;
+					v = __builtin_shufflevector(s2, s3, 2, 6, 10, 14, 3, 7, 11, 15);
+					wino_epilogue(v, bv, res, relu, out + row, x + 3 * WINO_VL, w,
+						      bounce);
+				}
+			}
+		}
+	}
+}
+
+void wino_conv3x3(const float *u, const float *bias, int k, int c,
+		  const float *in, int n, int h, int w,
+		  const float *residual, int relu, float *out, float *scratch)
+{
+	struct wino_plan p;
+	size_t kc = (size_t)k * c;
+	float *v, *m, *work;
+
+	wino_plan_init(&p, k, c, n, h, w);
+	v = scratch;            /* [36][c][ldt], matrices p.vs apart */
+	m = v + 36 * p.vs;      /* [36][k][ldt], matrices p.ms apart */
+	work = m + 36 * p.ms;   /* [56][pw] */
+
+	/*
+	 * The output transform reads whole vectors past a block's last tile.
+	 * The GEMMs never write those columns, and later blocks have no more
+	 * tiles than the first, so zeroing them once keeps them finite.
+	 */
+	for (int xi = 0; xi < 36; xi++)
+		for (size_t row = 0; row < (size_t)k; row++)
+			memset(m + xi * p.ms + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
+			       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
+	for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
+		int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
+		int tiles = (r1 - r0) * p.tw;
+
+		wino_input_block(&p, in, c, n, h, w, r0, r1, v, work);
+		for (int xi = 0; xi < 36; xi++)
+			/* [k][tiles] = [k][c] x [c][tiles] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
+				    u + xi * kc, c, v + xi * p.vs, (int)p.ldt, 0.0f,
+				    m + xi * p.ms, (int)p.ldt);
+		wino_output_block(&p, m, bias, k, n, h, w, r0, r1, residual, relu, out, work);
+	}
+}

@@ -1,0 +1,60 @@
+/*
+ * winograd.h - 3x3, stride-1, pad-1 convolution by Winograd F(4x4, 3x3).
+ *
+ * Activations are CNHW: element (c, n, y, x) sits at ((c*N + n)*H + y)*W + x,
+ * so a whole batch goes through one set of 36 GEMMs. Filters are transformed
+ * once at load time (wino_weight_transform) and kept by the caller; each call
+ * of wino_conv3x3 then transforms 6x6 input tiles, runs 36 cblas_sgemm calls
+ * and transforms 4x4 output tiles back, with bias, residual and ReLU applied
+ * in that last step. Nothing here allocates, logs or keeps state: every
+ * buffer is the caller's. Sizes are programmer-chosen (they come from the
+ * model definition), so bad sizes are broken invariants and assert.
+ *
+ * Numerics: results match a double-precision direct convolution to about
+ * 1e-6 of the output's largest magnitude for ResNet-like data (see
+ * tests/test_winograd.c); the F(4,3) transforms lose a few bits more than
+ * im2col because of the 1/6 and 1/24 filter coefficients.
+ */
+#ifndef SEER_WINOGRAD_H
+#define SEER_WINOGRAD_H
+
+#include <stddef.h>
+
+/* Floats needed for the transformed weights of a k-output, c-input conv: 36*k*c. */
+size_t wino_weight_floats(int k, int c);
+
+/*
+ * Transform filters for wino_conv3x3: u[xi][k][c] = (G g G^T)[xi] for every
+ * output channel k and input channel c, where g = w[k][c] is 3x3 and xi runs
+ * over the 36 points of the 6x6 transform. w is [k][c][3][3] (PyTorch
+ * layout); u (wino_weight_floats(k, c) floats) is written and stays the
+ * caller's. w and u must not overlap.
+ */
+void wino_weight_transform(const float *w, int k, int c, float *u);
+
+/*
+ * Floats of scratch that wino_conv3x3 needs for these sizes (transformed
+ * input and output tiles for one block of the batch, plus a few rows of
+ * work space). Any alignment works; 64 bytes is best.
+ */
+size_t wino_scratch_floats(int k, int c, int n, int h, int w);
+
+/*
+ * out[k][n][h][w] = relu?(conv3x3_pad1(in) + bias[k] + residual?)
+ *
+ * u: transformed weights from wino_weight_transform(.., k, c, u).
+ * bias: k floats, or NULL for none.
+ * in: [c][n][h][w]. residual: [k][n][h][w] or NULL. relu: 0 or 1.
+ * out: [k][n][h][w]; it must not overlap in, and may be the same pointer
+ * as residual (each element is read before it is written) but must not
+ * otherwise overlap it.
+ * scratch: wino_scratch_floats(k, c, n, h, w) floats, contents ignored and
+ * clobbered.
+ * All buffers belong to the caller; the function cannot fail. It calls
+ * cblas_sgemm, so it runs on as many threads as OpenBLAS is set to use.
+ */
+void wino_conv3x3(const float *u, const float *bias, int k, int c,
+		  const float *in, int n, int h, int w,
+		  const float *residual, int relu, float *out, float *scratch);
+
+#endif
