@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t crop[IMG_CROP * IMG_CROP * 3];
 	static float tensor[3 * IMG_CROP * IMG_CROP];
 	struct img_decode_opts opts;
-	struct seer_err err = { 0 };
+	struct seer_err err = {0};
 	struct img_rgb im;
 	const char *name;
 	int rc;

@@ -66,8 +66,8 @@ enum img_format img_sniff(const void *data, size_t len, const char **seen_name);
  * (which may be NULL). Corrupt-data warnings of libjpeg/libpng count as
  * failures: no half-decoded image is ever returned.
  */
-int img_decode(const void *data, size_t len, const struct img_decode_opts *opts,
-	       struct img_rgb *out, struct seer_err *err);
+int img_decode(const void *data, size_t len, const struct img_decode_opts *opts, struct img_rgb *out,
+	       struct seer_err *err);
 
 /* Free the pixels and zero *im. Accepts NULL and a zeroed struct. */
 void img_rgb_free(struct img_rgb *im);

@@ -46,8 +46,8 @@ void img_rgb_free(struct img_rgb *im)
 /* Sniffing                                                                 */
 /* ---------------------------------------------------------------------- */
 
-static const uint8_t jpeg_magic[] = { 0xff, 0xd8, 0xff };
-static const uint8_t png_magic[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+static const uint8_t jpeg_magic[] = {0xff, 0xd8, 0xff};
+static const uint8_t png_magic[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 struct img_magic {
 	size_t off;
@@ -58,39 +58,38 @@ struct img_magic {
 
 /* Formats we refuse, so the message can say what the client sent. */
 static const struct img_magic other_magics[] = {
-	{ 0, 4, "GIF8", "GIF" },
-	{ 0, 2, "BM", "BMP" },
-	{ 0, 4, "II*\0", "TIFF" },
-	{ 0, 4, "MM\0*", "TIFF" },
-	{ 0, 4, "II+\0", "BigTIFF" },
-	{ 0, 4, "MM\0+", "BigTIFF" },
-	{ 0, 12, "\0\0\0\x0cjP  \r\n\x87\n", "JPEG 2000" },
-	{ 0, 4, "\xff\x4f\xff\x51", "JPEG 2000" },
-	{ 0, 12, "\0\0\0\x0cJXL \r\n\x87\n", "JPEG XL" },
-	{ 0, 2, "\xff\x0a", "JPEG XL" },
-	{ 0, 4, "\x8aMNG", "MNG" },
-	{ 0, 4, "\x8bJNG", "JNG" },
-	{ 0, 4, "\0\0\1\0", "ICO" },
-	{ 0, 4, "\0\0\2\0", "CUR" },
-	{ 0, 4, "8BPS", "PSD" },
-	{ 0, 4, "qoif", "QOI" },
-	{ 0, 4, "\x76\x2f\x31\x01", "OpenEXR" },
-	{ 0, 4, "DDS ", "DDS" },
-	{ 0, 4, "%PDF", "PDF" },
-	{ 0, 4, "%!PS", "PostScript" },
-	{ 0, 4, "<svg", "SVG" },
-	{ 0, 5, "<?xml", "XML/SVG" },
-	{ 0, 5, "<html", "HTML" },
-	{ 0, 9, "<!DOCTYPE", "HTML" },
-	{ 0, 4, "PK\3\4", "ZIP" },
-	{ 0, 2, "\x1f\x8b", "gzip" },
+	{0, 4, "GIF8", "GIF"},
+	{0, 2, "BM", "BMP"},
+	{0, 4, "II*\0", "TIFF"},
+	{0, 4, "MM\0*", "TIFF"},
+	{0, 4, "II+\0", "BigTIFF"},
+	{0, 4, "MM\0+", "BigTIFF"},
+	{0, 12, "\0\0\0\x0cjP  \r\n\x87\n", "JPEG 2000"},
+	{0, 4, "\xff\x4f\xff\x51", "JPEG 2000"},
+	{0, 12, "\0\0\0\x0cJXL \r\n\x87\n", "JPEG XL"},
+	{0, 2, "\xff\x0a", "JPEG XL"},
+	{0, 4, "\x8aMNG", "MNG"},
+	{0, 4, "\x8bJNG", "JNG"},
+	{0, 4, "\0\0\1\0", "ICO"},
+	{0, 4, "\0\0\2\0", "CUR"},
+	{0, 4, "8BPS", "PSD"},
+	{0, 4, "qoif", "QOI"},
+	{0, 4, "\x76\x2f\x31\x01", "OpenEXR"},
+	{0, 4, "DDS ", "DDS"},
+	{0, 4, "%PDF", "PDF"},
+	{0, 4, "%!PS", "PostScript"},
+	{0, 4, "<svg", "SVG"},
+	{0, 5, "<?xml", "XML/SVG"},
+	{0, 5, "<html", "HTML"},
+	{0, 9, "<!DOCTYPE", "HTML"},
+	{0, 4, "PK\3\4", "ZIP"},
+	{0, 2, "\x1f\x8b", "gzip"},
 };
 
 /* The name of an ISO-BMFF brand ("ftyp" box), or NULL. */
 static const char *sniff_ftyp(const uint8_t *p, size_t len)
 {
-	static const char *const heif[] = { "heic", "heix", "hevc", "hevx", "heim",
-					    "heis", "mif1", "msf1" };
+	static const char *const heif[] = {"heic", "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1"};
 	size_t i;
 
 	if (len < 12 || memcmp(p + 4, "ftyp", 4) != 0)
@@ -126,15 +125,13 @@ enum img_format img_sniff(const void *data, size_t len, const char **seen_name)
 		for (i = 0; i < sizeof(other_magics) / sizeof(other_magics[0]); i++) {
 			const struct img_magic *m = &other_magics[i];
 
-			if (len >= m->off + m->len &&
-			    memcmp(p + m->off, m->bytes, m->len) == 0) {
+			if (len >= m->off + m->len && memcmp(p + m->off, m->bytes, m->len) == 0) {
 				name = m->name;
 				break;
 			}
 		}
-		if (name == NULL && len >= 3 && p[0] == 'P' && p[1] >= '1' &&
-		    p[1] <= '7' && (p[2] == '\n' || p[2] == ' ' || p[2] == '\r' ||
-				    p[2] == '\t'))
+		if (name == NULL && len >= 3 && p[0] == 'P' && p[1] >= '1' && p[1] <= '7' &&
+		    (p[2] == '\n' || p[2] == ' ' || p[2] == '\r' || p[2] == '\t'))
 			name = "PNM";
 	}
 	if (seen_name != NULL)
@@ -153,18 +150,17 @@ static int is_magic_prefix(const uint8_t *p, size_t len, const uint8_t *magic, s
 /* ---------------------------------------------------------------------- */
 
 /* 0 if w x h fits lim, else SEER_ETOOLARGE with a message naming the cap. */
-static int limits_check(const struct img_limits *lim, const char *fmt, uint64_t w,
-			uint64_t h, struct seer_err *err)
+static int limits_check(const struct img_limits *lim, const char *fmt, uint64_t w, uint64_t h,
+			struct seer_err *err)
 {
 	if (lim->max_side != 0 && (w > lim->max_side || h > lim->max_side))
 		return seer_err_set(err, SEER_ETOOLARGE,
-				    "img_decode: %s is %llux%llu, over the limit of %u pixels a side",
-				    fmt, (unsigned long long)w, (unsigned long long)h,
-				    (unsigned)lim->max_side);
+				    "img_decode: %s is %llux%llu, over the limit of %u pixels a side", fmt,
+				    (unsigned long long)w, (unsigned long long)h, (unsigned)lim->max_side);
 	if (lim->max_pixels != 0 && w * h > lim->max_pixels)
 		return seer_err_set(err, SEER_ETOOLARGE,
-				    "img_decode: %s is %llux%llu, over the limit of %llu pixels",
-				    fmt, (unsigned long long)w, (unsigned long long)h,
+				    "img_decode: %s is %llux%llu, over the limit of %llu pixels", fmt,
+				    (unsigned long long)w, (unsigned long long)h,
 				    (unsigned long long)lim->max_pixels);
 	return 0;
 }
@@ -243,14 +239,43 @@ static int orientation_apply(struct img_rgb *im, int orientation, struct seer_er
 
 	/* source pixel of output (x, y) is base + x * dx + y * dy */
 	switch (orientation) {
-	case 2: base = w - 1; dx = -1; dy = w; break;               /* FLIP_LEFT_RIGHT */
-	case 3: base = (h - 1) * w + w - 1; dx = -1; dy = -w; break; /* ROTATE_180 */
-	case 4: base = (h - 1) * w; dx = 1; dy = -w; break;          /* FLIP_TOP_BOTTOM */
-	case 5: base = 0; dx = w; dy = 1; break;                     /* TRANSPOSE */
-	case 6: base = (h - 1) * w; dx = -w; dy = 1; break;          /* ROTATE_270 */
-	case 7: base = (h - 1) * w + w - 1; dx = -w; dy = -1; break; /* TRANSVERSE */
-	case 8: base = w - 1; dx = w; dy = -1; break;                /* ROTATE_90 */
-	default: return 0;
+	case 2: /* FLIP_LEFT_RIGHT */
+		base = w - 1;
+		dx = -1;
+		dy = w;
+		break;
+	case 3: /* ROTATE_180 */
+		base = (h - 1) * w + w - 1;
+		dx = -1;
+		dy = -w;
+		break;
+	case 4: /* FLIP_TOP_BOTTOM */
+		base = (h - 1) * w;
+		dx = 1;
+		dy = -w;
+		break;
+	case 5: /* TRANSPOSE */
+		base = 0;
+		dx = w;
+		dy = 1;
+		break;
+	case 6: /* ROTATE_270 */
+		base = (h - 1) * w;
+		dx = -w;
+		dy = 1;
+		break;
+	case 7: /* TRANSVERSE */
+		base = (h - 1) * w + w - 1;
+		dx = -w;
+		dy = -1;
+		break;
+	case 8: /* ROTATE_90 */
+		base = w - 1;
+		dx = w;
+		dy = -1;
+		break;
+	default:
+		return 0;
 	}
 	if (orientation >= 5) {
 		ow = im->height;
@@ -258,8 +283,8 @@ static int orientation_apply(struct img_rgb *im, int orientation, struct seer_er
 	}
 	dst = malloc(ow * oh * 3);
 	if (dst == NULL)
-		return seer_err_set(err, SEER_ENOMEM,
-				    "img_decode: out of memory rotating a %zux%zu image", ow, oh);
+		return seer_err_set(err, SEER_ENOMEM, "img_decode: out of memory rotating a %zux%zu image",
+				    ow, oh);
 	/* tiles keep the transposing cases cache-friendly */
 	for (y0 = 0; y0 < oh; y0 += TILE) {
 		for (x0 = 0; x0 < ow; x0 += TILE) {
@@ -301,8 +326,7 @@ struct jpeg_state {
 
 static struct jpeg_state *jpeg_state_of(j_common_ptr cinfo)
 {
-	return (struct jpeg_state *)(void *)((char *)cinfo->err -
-					     offsetof(struct jpeg_state, jerr));
+	return (struct jpeg_state *)(void *)((char *)cinfo->err - offsetof(struct jpeg_state, jerr));
 }
 
 /* Record code and libjpeg's current message, then unwind to jpeg_run(). */
@@ -354,7 +378,7 @@ static void jpeg_on_message(j_common_ptr cinfo, int level)
 	if (level >= 0)
 		return;
 	switch (cinfo->err->msg_code) {
-	case JWRN_JFIF_MAJOR:  /* metadata only: the pixels are sound */
+	case JWRN_JFIF_MAJOR: /* metadata only: the pixels are sound */
 	case JWRN_ADOBE_XFORM:
 	case JWRN_BOGUS_ICC:
 		return;
@@ -377,13 +401,11 @@ static void jpeg_on_progress(j_common_ptr cinfo)
 {
 	struct jpeg_state *st;
 
-	if (!cinfo->is_decompressor ||
-	    ((j_decompress_ptr)cinfo)->input_scan_number <= IMG_JPEG_MAX_SCANS)
+	if (!cinfo->is_decompressor || ((j_decompress_ptr)cinfo)->input_scan_number <= IMG_JPEG_MAX_SCANS)
 		return;
 	st = jpeg_state_of(cinfo);
 	seer_err_set(&st->err, SEER_ETOOLARGE,
-		     "img_decode: JPEG has more than %d scans (progressive scan bomb?)",
-		     IMG_JPEG_MAX_SCANS);
+		     "img_decode: JPEG has more than %d scans (progressive scan bomb?)", IMG_JPEG_MAX_SCANS);
 	longjmp(st->jb, 1);
 }
 
@@ -393,8 +415,7 @@ static int jpeg_orientation(j_decompress_ptr cinfo)
 	jpeg_saved_marker_ptr m;
 
 	for (m = cinfo->marker_list; m != NULL; m = m->next) {
-		if (m->marker != JPEG_APP0 + 1 || m->data_length < 5 ||
-		    memcmp(m->data, "Exif", 5) != 0)
+		if (m->marker != JPEG_APP0 + 1 || m->data_length < 5 || memcmp(m->data, "Exif", 5) != 0)
 			continue;
 		if (m->data_length < 6 || m->data[5] != 0)
 			return 0;
@@ -403,20 +424,24 @@ static int jpeg_orientation(j_decompress_ptr cinfo)
 	return 0;
 }
 
-/* PIL's "CMYK;I" unpacking then cmyk2rgb(), for one row of w pixels. */
+/*
+ * PIL's "CMYK;I" unpacking then its cmyk2rgb(), for one row of w pixels.
+ * The stored bytes s are inverted (Adobe's convention, which PIL always
+ * assumes): ink c = 255 - s_c, and cmyk2rgb's nk = 255 - k is simply s_k.
+ * out = nk - round(c * nk / 255), with PIL's MULDIV255 rounding.
+ */
 static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t w)
 {
 	size_t x;
 	int c;
 
 	for (x = 0; x < w; x++, in += 4, out += 3) {
-		int nk = in[3]; /* 255 - (255 - k): Adobe CMYK is stored inverted */
+		int nk = in[3];
 
 		for (c = 0; c < 3; c++) {
 			int t = (255 - in[c]) * nk + 128;
-			int v = nk - (((t >> 8) + t) >> 8);
 
-			out[c] = (uint8_t)(v < 0 ? 0 : v);
+			out[c] = (uint8_t)(nk - (((t >> 8) + t) >> 8)); /* never below 0 */
 		}
 	}
 }
@@ -453,10 +478,9 @@ static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
 
 	if (limits_check(lim, "JPEG", cinfo->image_width, cinfo->image_height, &st->err))
 		return st->err.code;
-	if (cinfo->num_components != 1 && cinfo->num_components != 3 &&
-	    cinfo->num_components != 4)
+	if (cinfo->num_components != 1 && cinfo->num_components != 3 && cinfo->num_components != 4)
 		return seer_err_set(&st->err, SEER_EUNSUPPORTED,
-				    "img_decode: JPEG with %d components is not supported (PIL refuses it too)",
+				    "img_decode: JPEG with %d components is not supported",
 				    cinfo->num_components);
 	if (st->opts->exif_rotate)
 		st->orientation = jpeg_orientation(cinfo);
@@ -467,8 +491,8 @@ static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
 	h = cinfo->image_height;
 	st->im.pixels = malloc(w * h * 3);
 	if (st->im.pixels == NULL)
-		return seer_err_set(&st->err, SEER_ENOMEM,
-				    "img_decode: out of memory for a %zux%zu JPEG", w, h);
+		return seer_err_set(&st->err, SEER_ENOMEM, "img_decode: out of memory for a %zux%zu JPEG", w,
+				    h);
 	st->im.width = (uint32_t)w;
 	st->im.height = (uint32_t)h;
 
@@ -478,12 +502,11 @@ static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
 		return seer_err_set(&st->err, SEER_ECORRUPT,
 				    "img_decode: JPEG output shape does not match its header");
 	if (cinfo->num_components == 4)
-		cmyk = cinfo->mem->alloc_sarray((j_common_ptr)cinfo, JPOOL_IMAGE,
-						(JDIMENSION)(w * 4), 1);
+		cmyk = cinfo->mem->alloc_sarray((j_common_ptr)cinfo, JPOOL_IMAGE, (JDIMENSION)(w * 4), 1);
 	while ((y = cinfo->output_scanline) < h) {
 		if (cmyk != NULL) {
 			if (jpeg_read_scanlines(cinfo, cmyk, 1) != 1)
-				goto stalled;
+				goto fail;
 			cmyk_row_to_rgb(cmyk[0], st->im.pixels + y * w * 3, w);
 			continue;
 		}
@@ -491,15 +514,14 @@ static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
 		for (i = 0; i < n; i++)
 			rows[i] = st->im.pixels + (y + i) * w * 3;
 		if (jpeg_read_scanlines(cinfo, rows, (JDIMENSION)n) == 0)
-			goto stalled;
+			goto fail;
 	}
 	/* reads on to EOI, so a file cut after the last scanline still fails */
 	jpeg_finish_decompress(cinfo);
 	return 0;
 
-stalled:
-	return seer_err_set(&st->err, SEER_ETRUNC,
-			    "img_decode: JPEG decoder stalled at row %zu", y);
+fail: /* cannot happen with a memory source, which never suspends */
+	return seer_err_set(&st->err, SEER_ETRUNC, "img_decode: JPEG decoder stalled at row %zu", y);
 }
 
 /* Decode a JPEG into *out (caller owns it on success). Returns 0 or SEER_E*. */
@@ -516,20 +538,17 @@ static int jpeg_decode(const uint8_t *data, size_t len, const struct img_decode_
 	rc = jpeg_run(st, data, len);
 	if (st->created)
 		jpeg_destroy_decompress(&st->cinfo);
-	if (rc != 0)
+	if (rc != 0) {
+		seer_err_set(err, rc, "%s", st->err.msg);
 		goto fail;
-	if (st->orientation > 1) {
-		rc = orientation_apply(&st->im, st->orientation, err);
-		if (rc != 0)
-			goto fail_quiet;
 	}
+	if (st->orientation > 1 && (rc = orientation_apply(&st->im, st->orientation, err)) != 0)
+		goto fail;
 	*out = st->im;
 	free(st);
 	return 0;
 
 fail:
-	seer_err_set(err, rc, "%s", st->err.msg);
-fail_quiet:
 	img_rgb_free(&st->im);
 	free(st);
 	return rc;
@@ -540,7 +559,7 @@ fail_quiet:
 /* ---------------------------------------------------------------------- */
 
 enum png_layout {
-	PNG_LAYOUT_RGB,    /* libpng delivers RGB directly */
+	PNG_LAYOUT_RGB,	   /* libpng delivers RGB directly */
 	PNG_LAYOUT_GRAY16, /* 16-bit gray: PIL's mode "I", clipped to 0..255 */
 	PNG_LAYOUT_INDEX,  /* palette indices, one byte each */
 };
@@ -578,8 +597,7 @@ static void png_on_error(png_structp png, png_const_charp what)
 	struct png_state *st = png_get_error_ptr(png);
 
 	if (st->truncated)
-		seer_err_set(&st->err, SEER_ETRUNC, "img_decode: PNG truncated after %zu bytes",
-			     st->len);
+		seer_err_set(&st->err, SEER_ETRUNC, "img_decode: PNG truncated after %zu bytes", st->len);
 	else if (strstr(what, "emory") != NULL)
 		seer_err_set(&st->err, SEER_ENOMEM, "img_decode: PNG out of memory: %s", what);
 	else if (strstr(what, "too large") != NULL || strstr(what, "limit") != NULL)
@@ -639,8 +657,7 @@ static int png_run(struct png_state *st)
 	/* PIL ignores gamma, ICC, text and transparency for convert('RGB'):
 	 * skipping the chunks also means no compressed text bombs are inflated */
 	png_set_keep_unknown_chunks(st->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
-	png_set_keep_unknown_chunks(st->png, PNG_HANDLE_CHUNK_NEVER,
-				    (png_const_bytep) "tRNS", 1);
+	png_set_keep_unknown_chunks(st->png, PNG_HANDLE_CHUNK_NEVER, (png_const_bytep) "tRNS", 1);
 	png_read_info(st->png, st->info);
 	png_get_IHDR(st->png, st->info, &w, &h, &depth, &color, &interlace, NULL, NULL);
 	if (limits_check(lim, "PNG", w, h, &st->err))
@@ -675,18 +692,18 @@ static int png_run(struct png_state *st)
 	png_set_interlace_handling(st->png);
 	png_read_update_info(st->png, st->info);
 	rowbytes = png_get_rowbytes(st->png, st->info);
-	want = st->layout == PNG_LAYOUT_GRAY16 ? 2 * (size_t)w :
-	       st->layout == PNG_LAYOUT_INDEX ? (size_t)w : 3 * (size_t)w;
+	want = st->layout == PNG_LAYOUT_GRAY16	? 2 * (size_t)w
+	       : st->layout == PNG_LAYOUT_INDEX ? (size_t)w
+						: 3 * (size_t)w;
 	if (rowbytes != want)
 		return seer_err_set(&st->err, SEER_EUNSUPPORTED,
-				    "img_decode: PNG of colour type %d, depth %d gives %zu bytes a row, not %zu",
+				    "img_decode: PNG colour type %d depth %d: %zu bytes a row, not %zu",
 				    color, depth, rowbytes, want);
 
 	st->im.pixels = malloc((size_t)w * h * 3);
 	st->rows = malloc((size_t)h * sizeof(*st->rows));
 	if (st->im.pixels == NULL || st->rows == NULL)
-		return seer_err_set(&st->err, SEER_ENOMEM,
-				    "img_decode: out of memory for a %ux%u PNG",
+		return seer_err_set(&st->err, SEER_ENOMEM, "img_decode: out of memory for a %ux%u PNG",
 				    (unsigned)w, (unsigned)h);
 	st->im.width = w;
 	st->im.height = h;
@@ -710,8 +727,7 @@ static int png_decode(const uint8_t *data, size_t len, const struct img_decode_o
 
 	/* limits from IHDR before libpng (whose own limit error is less precise) */
 	if (len >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
-		rc = limits_check(&opts->limits, "PNG", rd32(data + 16, 0), rd32(data + 20, 0),
-				  err);
+		rc = limits_check(&opts->limits, "PNG", rd32(data + 16, 0), rd32(data + 20, 0), err);
 		if (rc != 0)
 			return rc;
 	}
@@ -721,8 +737,7 @@ static int png_decode(const uint8_t *data, size_t len, const struct img_decode_o
 	st->data = data;
 	st->len = len;
 	st->opts = opts;
-	st->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, png_on_error,
-					 png_on_warning);
+	st->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, png_on_error, png_on_warning);
 	if (st->png != NULL)
 		st->info = png_create_info_struct(st->png);
 	if (st->info == NULL) {
@@ -752,8 +767,8 @@ fail:
 /* Entry point                                                              */
 /* ---------------------------------------------------------------------- */
 
-int img_decode(const void *data, size_t len, const struct img_decode_opts *opts,
-	       struct img_rgb *out, struct seer_err *err)
+int img_decode(const void *data, size_t len, const struct img_decode_opts *opts, struct img_rgb *out,
+	       struct seer_err *err)
 {
 	struct img_decode_opts defaults;
 	const uint8_t *p = data;
@@ -771,24 +786,21 @@ int img_decode(const void *data, size_t len, const struct img_decode_opts *opts,
 		return seer_err_set(err, SEER_EEMPTY, "img_decode: empty input (0 bytes)");
 	if (opts->limits.max_bytes != 0 && len > opts->limits.max_bytes)
 		return seer_err_set(err, SEER_ETOOLARGE,
-				    "img_decode: input is %zu bytes, over the limit of %zu",
-				    len, opts->limits.max_bytes);
+				    "img_decode: input is %zu bytes, over the limit of %zu", len,
+				    opts->limits.max_bytes);
 	fmt = img_sniff(p, len, &name);
 	if (fmt == IMG_FORMAT_JPEG)
 		return jpeg_decode(p, len, opts, out, err);
 	if (fmt == IMG_FORMAT_PNG)
 		return png_decode(p, len, opts, out, err);
 	if (is_magic_prefix(p, len, jpeg_magic, sizeof(jpeg_magic)))
-		return seer_err_set(err, SEER_ETRUNC,
-				    "img_decode: JPEG truncated after %zu bytes", len);
+		return seer_err_set(err, SEER_ETRUNC, "img_decode: JPEG truncated after %zu bytes", len);
 	if (is_magic_prefix(p, len, png_magic, sizeof(png_magic)))
-		return seer_err_set(err, SEER_ETRUNC,
-				    "img_decode: PNG truncated after %zu bytes", len);
+		return seer_err_set(err, SEER_ETRUNC, "img_decode: PNG truncated after %zu bytes", len);
 	if (name != NULL)
 		return seer_err_set(err, SEER_EUNSUPPORTED,
-				    "img_decode: %s images are not supported (only JPEG and PNG)",
-				    name);
+				    "img_decode: %s images are not supported (only JPEG and PNG)", name);
 	return seer_err_set(err, SEER_EUNSUPPORTED,
-			    "img_decode: unrecognised image format (first bytes %02x %02x %02x %02x)",
-			    p[0], len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
+			    "img_decode: unrecognised image format (first bytes %02x %02x %02x %02x)", p[0],
+			    len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
 }

@@ -36,9 +36,9 @@ static double bilinear_filter(double x)
 
 /* Resampling weights of one axis for output positions [first, first + count). */
 struct img_axis {
-	int ksize;      /* taps reserved per output position */
-	int *bounds;    /* [count][2]: first source index, number of taps */
-	int32_t *k;     /* [count][ksize]: weights in PRECISION_BITS fixed point */
+	int ksize;   /* taps reserved per output position */
+	int *bounds; /* [count][2]: first source index, number of taps */
+	int32_t *k;  /* [count][ksize]: weights in PRECISION_BITS fixed point, >= 0 */
 };
 
 static void axis_free(struct img_axis *a)
@@ -52,16 +52,19 @@ static void axis_free(struct img_axis *a)
 /*
  * Pillow's precompute_coeffs() + normalize_coeffs_8bpc() for an axis of
  * in_size samples resized to out_size (box 0..in_size), but only for the
- * count output positions starting at first. Returns 0; SEER_ETOOLARGE
- * where Pillow itself would refuse (its int overflow check); SEER_ENOMEM.
- * On success the caller owns a and frees it with axis_free().
+ * count output positions starting at first. With pad, every position gets
+ * exactly ksize taps (when the axis is that long), the window slid inside
+ * the image and the extra taps weighted 0: the same sums, a fixed loop.
+ * Returns 0; SEER_ETOOLARGE where Pillow itself would refuse (its int
+ * overflow check); SEER_ENOMEM. On success the caller owns a and frees it
+ * with axis_free().
  */
-static int axis_init(struct img_axis *a, int in_size, int out_size, int first, int count,
+static int axis_init(struct img_axis *a, int in_size, int out_size, int first, int count, int pad,
 		     struct seer_err *err)
 {
 	double support, scale, filterscale, center, ww, ss;
 	double *w = NULL; /* [ksize] one position's weights before rounding */
-	int xx, x, xmin, xmax, ksize;
+	int xx, x, xmin, xmax, ksize, shift, padded;
 
 	memset(a, 0, sizeof(*a));
 	/* Pillow's box is float: in1 - in0 is computed in float, then widened */
@@ -71,10 +74,10 @@ static int axis_init(struct img_axis *a, int in_size, int out_size, int first, i
 	support = 1.0 * filterscale;
 	ksize = (int)ceil(support) * 2 + 1;
 	if (out_size > INT_MAX / (ksize * (int)sizeof(double)))
-		return seer_err_set(err, SEER_ETOOLARGE,
-				    "img_resize_crop: cannot resample %d to %d pixels",
+		return seer_err_set(err, SEER_ETOOLARGE, "img_resize_crop: cannot resample %d to %d pixels",
 				    in_size, out_size);
 	a->ksize = ksize;
+	padded = pad && in_size >= ksize;
 	a->bounds = malloc((size_t)count * 2 * sizeof(*a->bounds));
 	a->k = calloc((size_t)count * ksize, sizeof(*a->k));
 	w = malloc((size_t)ksize * sizeof(*w));
@@ -100,16 +103,19 @@ static int axis_init(struct img_axis *a, int in_size, int out_size, int first, i
 			w[x] = bilinear_filter((x + xmin - center + 0.5) * ss);
 			ww += w[x];
 		}
+		shift = 0;
+		if (padded && xmin > in_size - ksize) {
+			shift = xmin - (in_size - ksize);
+			xmin -= shift;
+		}
+		/* the triangle filter and a positive sum make every weight >= 0 */
 		for (x = 0; x < xmax; x++) {
 			if (ww != 0.0)
 				w[x] /= ww;
-			if (w[x] < 0)
-				k[x] = (int32_t)(-0.5 + w[x] * (1 << PRECISION_BITS));
-			else
-				k[x] = (int32_t)(0.5 + w[x] * (1 << PRECISION_BITS));
+			k[x + shift] = (int32_t)(0.5 + w[x] * (1 << PRECISION_BITS));
 		}
 		a->bounds[(xx - first) * 2 + 0] = xmin;
-		a->bounds[(xx - first) * 2 + 1] = xmax < 0 ? 0 : xmax;
+		a->bounds[(xx - first) * 2 + 1] = padded ? ksize : xmax < 0 ? 0 : xmax;
 	}
 	free(w);
 	return 0;
@@ -120,11 +126,12 @@ fail:
 	return seer_err_set(err, SEER_ENOMEM, "img_resize_crop: out of memory for weights");
 }
 
-/* Pillow's clip8(): the fixed-point sum back to a byte, floor then clamp. */
-static inline uint8_t clip8(int32_t v)
+/*
+ * Pillow's clip8(): the fixed-point sum back to a byte, floor then clamp.
+ * Sums here are never negative (all weights are >= 0).
+ */
+static inline uint8_t clip8(uint32_t v)
 {
-	if (v < 0)
-		return 0;
 	v >>= PRECISION_BITS;
 	return v > 255 ? 255 : (uint8_t)v;
 }
@@ -153,34 +160,64 @@ static int crop_offset(uint64_t size)
 	return (int)q;
 }
 
+/* Store the R|G lane pair and B of one output pixel. */
+static inline void put_rgb(uint8_t *d, uint64_t rg, uint32_t b)
+{
+	d[0] = clip8((uint32_t)rg);
+	d[1] = clip8((uint32_t)(rg >> 32));
+	d[2] = clip8(b);
+}
+
 /*
  * Horizontal pass over source rows [row_first, row_last): tmp gets
  * [rows][224][3], the output columns the crop keeps.
+ *
+ * Four rows go together (they share bounds and weights), written out so
+ * the sums stay in registers, and R and G share one 64-bit multiply-add, R
+ * in the low and G in the high 32 bits: a lane's sum stays below
+ * 256 * 2^22 + 2^21 < 2^32 because the weights are >= 0 and add up to
+ * about 2^22, so nothing carries across and each lane is exactly Pillow's
+ * 32-bit sum.
  */
-static void pass_horizontal(const struct img_rgb *im, const struct img_axis *ax,
-			    int row_first, int row_last, uint8_t *tmp)
+static void pass_horizontal(const struct img_rgb *im, const struct img_axis *ax, int row_first, int row_last,
+			    uint8_t *tmp)
 {
-	size_t w = im->width, y, x;
+	const uint64_t half = (uint64_t)1 << (PRECISION_BITS - 1);
+	size_t w = im->width, rows = (size_t)(row_last - row_first), y, x;
 	int i;
 
-	for (y = 0; y < (size_t)(row_last - row_first); y++) {
-		const uint8_t *src = im->pixels + (row_first + y) * w * 3;
-		uint8_t *dst = tmp + y * IMG_CROP * 3;
+	for (y = 0; y < rows; y += 4) {
+		/* a short last group repeats its last row */
+		size_t y1 = y + 1 < rows ? y + 1 : y, y2 = y + 2 < rows ? y + 2 : y1;
+		size_t y3 = y + 3 < rows ? y + 3 : y2;
+		const uint8_t *s0 = im->pixels + (row_first + y) * w * 3;
+		const uint8_t *s1 = im->pixels + (row_first + y1) * w * 3;
+		const uint8_t *s2 = im->pixels + (row_first + y2) * w * 3;
+		const uint8_t *s3 = im->pixels + (row_first + y3) * w * 3;
 
-		for (x = 0; x < IMG_CROP; x++, dst += 3) {
+		for (x = 0; x < IMG_CROP; x++) {
 			const int32_t *k = ax->k + x * ax->ksize;
-			const uint8_t *p = src + (size_t)ax->bounds[2 * x] * 3;
+			size_t o = (size_t)ax->bounds[2 * x] * 3;
 			int n = ax->bounds[2 * x + 1];
-			int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+			uint64_t rg0 = half | half << 32, rg1 = rg0, rg2 = rg0, rg3 = rg0;
+			uint32_t b0 = (uint32_t)half, b1 = b0, b2 = b0, b3 = b0;
 
-			for (i = 0; i < n; i++, p += 3) {
-				s0 += p[0] * k[i];
-				s1 += p[1] * k[i];
-				s2 += p[2] * k[i];
+			for (i = 0; i < n; i++, o += 3) {
+				uint32_t kv = (uint32_t)k[i];
+
+				rg0 += (s0[o] | (uint64_t)s0[o + 1] << 32) * kv;
+				b0 += s0[o + 2] * kv;
+				rg1 += (s1[o] | (uint64_t)s1[o + 1] << 32) * kv;
+				b1 += s1[o + 2] * kv;
+				rg2 += (s2[o] | (uint64_t)s2[o + 1] << 32) * kv;
+				b2 += s2[o + 2] * kv;
+				rg3 += (s3[o] | (uint64_t)s3[o + 1] << 32) * kv;
+				b3 += s3[o + 2] * kv;
 			}
-			dst[0] = clip8(s0);
-			dst[1] = clip8(s1);
-			dst[2] = clip8(s2);
+			put_rgb(tmp + (y3 * IMG_CROP + x) * 3, rg3, b3);
+			put_rgb(tmp + (y2 * IMG_CROP + x) * 3, rg2, b2);
+			put_rgb(tmp + (y1 * IMG_CROP + x) * 3, rg1, b1);
+			put_rgb(tmp + (y * IMG_CROP + x) * 3, rg0, b0);
 		}
 	}
 }
@@ -190,10 +227,10 @@ static void pass_horizontal(const struct img_rgb *im, const struct img_axis *ax,
  * whose first row is source row row_first; out gets [224][224][3]. Whole
  * rows are summed per tap; integer sums do not depend on the order.
  */
-static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_axis *ay,
-			  int row_first, uint8_t *out)
+static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_axis *ay, int row_first,
+			  uint8_t *out)
 {
-	int32_t acc[IMG_CROP * 3];
+	uint32_t acc[IMG_CROP * 3];
 	size_t x, y;
 	int i;
 
@@ -206,7 +243,7 @@ static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_ax
 			acc[x] = 1 << (PRECISION_BITS - 1);
 		for (i = 0; i < n; i++) {
 			const uint8_t *src = mid + (size_t)(ymin + i) * stride;
-			int32_t kv = k[i];
+			uint32_t kv = (uint32_t)k[i];
 
 			for (x = 0; x < IMG_CROP * 3; x++)
 				acc[x] += src[x] * kv;
@@ -218,15 +255,14 @@ static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_ax
 
 int img_resize_crop(const struct img_rgb *im, uint8_t *out, struct seer_err *err)
 {
-	struct img_axis ax = { 0 }, ay = { 0 };
+	struct img_axis ax = {0}, ay = {0};
 	uint64_t nw, nh;
 	int top, left, need_h, need_v, row_first, row_last, rc;
 	size_t stride, y;
 	const uint8_t *mid; /* [rows][224][3] window of the horizontally resized image */
 	uint8_t *tmp = NULL;
 
-	if (im == NULL || im->pixels == NULL || im->width == 0 || im->height == 0 ||
-	    out == NULL)
+	if (im == NULL || im->pixels == NULL || im->width == 0 || im->height == 0 || out == NULL)
 		return seer_err_set(err, SEER_EINVAL, "img_resize_crop: empty image");
 	if (im->width > (1u << 24) || im->height > (1u << 24))
 		return seer_err_set(err, SEER_ETOOLARGE, "img_resize_crop: %ux%u is too large",
@@ -242,9 +278,9 @@ int img_resize_crop(const struct img_rgb *im, uint8_t *out, struct seer_err *err
 	need_h = nw != im->width;
 	need_v = nh != im->height;
 
-	rc = need_h ? axis_init(&ax, (int)im->width, (int)nw, left, IMG_CROP, err) : 0;
+	rc = need_h ? axis_init(&ax, (int)im->width, (int)nw, left, IMG_CROP, 1, err) : 0;
 	if (rc == 0 && need_v)
-		rc = axis_init(&ay, (int)im->height, (int)nh, top, IMG_CROP, err);
+		rc = axis_init(&ay, (int)im->height, (int)nh, top, IMG_CROP, 0, err);
 	if (rc != 0)
 		goto fail;
 	/* the source rows the kept output rows read (bounds grow with the index) */
@@ -286,8 +322,8 @@ fail:
 
 void img_normalize(const uint8_t *crop, float *out)
 {
-	static const float mean[3] = { 0.485f, 0.456f, 0.406f };
-	static const float std[3] = { 0.229f, 0.224f, 0.225f };
+	static const float mean[3] = {0.485f, 0.456f, 0.406f};
+	static const float std[3] = {0.229f, 0.224f, 0.225f};
 	float lut[3][256];
 	size_t i, n = (size_t)IMG_CROP * IMG_CROP;
 	int c, v;

@@ -9,10 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-static const char usage[] =
-	"usage: img_dump IMAGE OUT.u8 [--no-exif-rotate] [--f32 OUT.f32] [--bench N]\n"
-	"  writes the 224x224x3 crop before normalisation; --f32 also writes the\n"
-	"  normalised 3x224x224 float32 tensor; --bench N times decode+crop N times\n";
+static const char usage[] = "usage: img_dump IMAGE OUT.u8 [--no-exif-rotate] [--f32 OUT.f32] [--bench N]\n"
+			    "  writes the 224x224x3 crop before normalisation; --f32 also writes the\n"
+			    "  normalised 3x224x224 float32 tensor; --bench N times decode+crop N times\n";
 
 /* Read a whole file into *buf (caller frees). Returns 0 or SEER_EIO/SEER_ENOMEM. */
 static int file_read(const char *path, uint8_t **buf, size_t *len)
@@ -21,8 +20,7 @@ static int file_read(const char *path, uint8_t **buf, size_t *len)
 	uint8_t *p = NULL;
 	long n;
 
-	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
+	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
 		goto fail;
 	p = malloc(n > 0 ? (size_t)n : 1);
 	if (p == NULL || fread(p, 1, (size_t)n, f) != (size_t)n)
@@ -73,8 +71,8 @@ int main(int argc, char **argv)
 	static uint8_t crop[IMG_CROP * IMG_CROP * 3];
 	static float tensor[3 * IMG_CROP * IMG_CROP];
 	struct img_decode_opts opts;
-	struct img_rgb im = { 0 };
-	struct seer_err err = { 0 };
+	struct img_rgb im = {0};
+	struct seer_err err = {0};
 	const char *f32 = NULL;
 	uint8_t *data = NULL;
 	double *times = NULL;
@@ -145,8 +143,7 @@ int main(int argc, char **argv)
 
 fail:
 	if (err.code != 0)
-		fprintf(stderr, "img_dump: %s: %s (%s)\n", argv[1], err.msg,
-			seer_status_str(err.code));
+		fprintf(stderr, "img_dump: %s: %s (%s)\n", argv[1], err.msg, seer_status_str(err.code));
 	img_rgb_free(&im);
 	free(times);
 	free(data);

@@ -97,14 +97,19 @@ def png_bytes(a, depth, color_type, plte=None, trns=None, interlace=False):
 # --------------------------------------------------------------------------
 
 def smooth_noise(rng, h, w, c, lo=0, hi=255):
-    """A photo-like field: smooth gradients plus noise, [h][w][c]."""
-    yy = np.linspace(0, 1, h)[:, None, None]
-    xx = np.linspace(0, 1, w)[None, :, None]
-    ph = rng.uniform(0, 6.28, size=(1, 1, c))
-    base = 0.5 + 0.35 * np.sin(7 * xx + 5 * yy + ph) * np.cos(3 * yy - 2 * xx + ph)
-    noise = rng.normal(0, 0.08, size=(h, w, c))
-    v = np.clip(base + noise, 0, 1)
-    return (lo + v * (hi - lo)).round().astype(np.int64)
+    """A photo-like field: smooth gradients plus noise, [h][w][c] int32."""
+    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    xx = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    ph = rng.uniform(0, 6.28, size=(1, 1, c)).astype(np.float32)
+    v = np.sin(7 * xx + 5 * yy + ph)
+    v *= np.cos(3 * yy - 2 * xx + ph)
+    v *= 0.35
+    v += 0.5
+    v += 0.08 * rng.standard_normal((h, w, c), dtype=np.float32)
+    np.clip(v, 0, 1, out=v)
+    v *= hi - lo
+    v += lo
+    return np.rint(v).astype(np.int32)
 
 
 def exif_bytes(orientation, big_endian):
@@ -206,7 +211,8 @@ def build_cases(work, rng):
         if w * h >= 100000 or (w, h) in ((3, 1000), (1, 1)):
             add("RGB %dx%d JPEG" % (w, h), save("rgb%dx%d.jpg" % (w, h), im, quality=90))
     big = astro.resize((4000, 3000), Image.BICUBIC)
-    big_np = np.asarray(big).astype(np.int16) + rng.integers(-6, 7, (3000, 4000, 3))
+    big_np = np.asarray(big).astype(np.int16) + rng.integers(-6, 7, (3000, 4000, 3),
+                                                             dtype=np.int16)
     big = Image.fromarray(np.clip(big_np, 0, 255).astype(np.uint8), "RGB")
     add("astronaut 4000x3000 JPEG", save("big.jpg", big, quality=90))
 

@@ -146,8 +146,8 @@ static uint8_t *jpeg_encode(const struct jpeg_enc *e, const uint8_t *px, size_t 
 /* A w x h RGB pattern as a baseline JPEG. */
 static uint8_t *jpeg_rgb(int w, int h, int quality, size_t *len)
 {
-	struct jpeg_enc e = { .w = w, .h = h, .comps = 3, .in_cs = JCS_RGB,
-			      .jpeg_cs = JCS_UNKNOWN, .quality = quality };
+	struct jpeg_enc e = {
+		.w = w, .h = h, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = quality};
 	uint8_t *px = pattern_image((size_t)w, (size_t)h, 3), *j;
 
 	j = jpeg_encode(&e, px, len);
@@ -192,12 +192,11 @@ struct png_enc {
 };
 
 /* Encode rows of packed samples (row y at rows + y * rowbytes) with libpng. */
-static uint8_t *png_encode(const struct png_enc *e, const uint8_t *rows, size_t rowbytes,
-			   size_t *len)
+static uint8_t *png_encode(const struct png_enc *e, const uint8_t *rows, size_t rowbytes, size_t *len)
 {
 	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
 	png_infop info = png_create_info_struct(png);
-	struct buf b = { 0 };
+	struct buf b = {0};
 	png_bytep *rp = malloc(e->h * sizeof(*rp));
 	uint32_t y;
 
@@ -208,8 +207,8 @@ static uint8_t *png_encode(const struct png_enc *e, const uint8_t *rows, size_t 
 	png_set_write_fn(png, &b, png_write_buf, png_flush_buf);
 	png_set_check_for_invalid_index(png, 0);
 	png_set_IHDR(png, info, e->w, e->h, e->depth, e->color,
-		     e->interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
-		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+		     e->interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+		     PNG_FILTER_TYPE_DEFAULT);
 	if (e->plte != NULL)
 		png_set_PLTE(png, info, e->plte, e->nplte);
 	if (e->trns != NULL)
@@ -245,7 +244,7 @@ static void png_raw_chunk(struct buf *b, const char *type, const void *data, siz
 
 static void png_raw_ihdr(struct buf *b, uint32_t w, uint32_t h, int depth, int color)
 {
-	uint8_t d[13] = { 0 };
+	uint8_t d[13] = {0};
 
 	buf_put(b, "\x89PNG\r\n\x1a\n", 8);
 	put_be32(d, w);
@@ -268,15 +267,15 @@ static uint8_t *zpack(const uint8_t *src, size_t n, size_t *zlen)
 }
 
 /* An 8-bit RGB w x h PNG (filter 0) built by hand, with an optional extra chunk. */
-static uint8_t *png_raw_rgb(uint32_t w, uint32_t h, const char *extra_type,
-			    const uint8_t *extra, size_t extra_len, size_t *len)
+static uint8_t *png_raw_rgb(uint32_t w, uint32_t h, const char *extra_type, const uint8_t *extra,
+			    size_t extra_len, size_t *len)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 	size_t rb = (size_t)w * 3 + 1, y, zlen;
 	uint8_t *raw = calloc(h, rb), *z;
 
 	for (y = 0; y < h; y++)
-		memcpy(raw + y * rb + 1, (uint8_t[]){ 10, 20, 30 }, w >= 1 ? 3 : 0);
+		memcpy(raw + y * rb + 1, (uint8_t[]){10, 20, 30}, w >= 1 ? 3 : 0);
 	z = zpack(raw, rb * h, &zlen);
 	png_raw_ihdr(&b, w, h, 8, 2);
 	if (extra_type != NULL)
@@ -322,7 +321,7 @@ static struct img_decode_opts defaults;
 static int decode(const void *d, size_t n, struct img_rgb *keep, struct seer_err *err)
 {
 	struct img_rgb im;
-	struct seer_err e = { 0 };
+	struct seer_err e = {0};
 	int rc = img_decode(d, n, &defaults, &im, err ? err : &e);
 
 	if (keep != NULL)
@@ -355,23 +354,27 @@ static void test_defaults_and_sniff(void)
 		enum img_format fmt;
 		const char *name;
 	} cases[] = {
-		{ "\xff\xd8\xff\xe0", 4, IMG_FORMAT_JPEG, "JPEG" },
-		{ "\x89PNG\r\n\x1a\n\0", 9, IMG_FORMAT_PNG, "PNG" },
-		{ "GIF89a\1\0\1\0", 10, IMG_FORMAT_UNKNOWN, "GIF" },
-		{ "GIF87a\1\0\1\0", 10, IMG_FORMAT_UNKNOWN, "GIF" },
-		{ "RIFF\x24\0\0\0WEBPVP8 ", 16, IMG_FORMAT_UNKNOWN, "WebP" },
-		{ "BM\x3a\0\0\0\0\0", 8, IMG_FORMAT_UNKNOWN, "BMP" },
-		{ "II*\0\x08\0\0\0", 8, IMG_FORMAT_UNKNOWN, "TIFF" },
-		{ "MM\0*\0\0\0\x08", 8, IMG_FORMAT_UNKNOWN, "TIFF" },
-		{ "\0\0\0\x18" "ftypheic\0\0\0\0", 16, IMG_FORMAT_UNKNOWN, "HEIF/HEIC" },
-		{ "\0\0\0\x1c" "ftypavif\0\0\0\0", 16, IMG_FORMAT_UNKNOWN, "AVIF" },
-		{ "\0\0\0\x0cjP  \r\n\x87\n", 12, IMG_FORMAT_UNKNOWN, "JPEG 2000" },
-		{ "\xff\x0a\xfa", 3, IMG_FORMAT_UNKNOWN, "JPEG XL" },
-		{ "<!DOCTYPE html>", 15, IMG_FORMAT_UNKNOWN, "HTML" },
-		{ "%PDF-1.4", 8, IMG_FORMAT_UNKNOWN, "PDF" },
-		{ "P6\n1 1\n255\n", 11, IMG_FORMAT_UNKNOWN, "PNM" },
-		{ "hello world", 11, IMG_FORMAT_UNKNOWN, NULL },
-		{ "\xff\xd8", 2, IMG_FORMAT_UNKNOWN, NULL },
+		{"\xff\xd8\xff\xe0", 4, IMG_FORMAT_JPEG, "JPEG"},
+		{"\x89PNG\r\n\x1a\n\0", 9, IMG_FORMAT_PNG, "PNG"},
+		{"GIF89a\1\0\1\0", 10, IMG_FORMAT_UNKNOWN, "GIF"},
+		{"GIF87a\1\0\1\0", 10, IMG_FORMAT_UNKNOWN, "GIF"},
+		{"RIFF\x24\0\0\0WEBPVP8 ", 16, IMG_FORMAT_UNKNOWN, "WebP"},
+		{"BM\x3a\0\0\0\0\0", 8, IMG_FORMAT_UNKNOWN, "BMP"},
+		{"II*\0\x08\0\0\0", 8, IMG_FORMAT_UNKNOWN, "TIFF"},
+		{"MM\0*\0\0\0\x08", 8, IMG_FORMAT_UNKNOWN, "TIFF"},
+		{"\0\0\0\x18"
+		 "ftypheic\0\0\0\0",
+		 16, IMG_FORMAT_UNKNOWN, "HEIF/HEIC"},
+		{"\0\0\0\x1c"
+		 "ftypavif\0\0\0\0",
+		 16, IMG_FORMAT_UNKNOWN, "AVIF"},
+		{"\0\0\0\x0cjP  \r\n\x87\n", 12, IMG_FORMAT_UNKNOWN, "JPEG 2000"},
+		{"\xff\x0a\xfa", 3, IMG_FORMAT_UNKNOWN, "JPEG XL"},
+		{"<!DOCTYPE html>", 15, IMG_FORMAT_UNKNOWN, "HTML"},
+		{"%PDF-1.4", 8, IMG_FORMAT_UNKNOWN, "PDF"},
+		{"P6\n1 1\n255\n", 11, IMG_FORMAT_UNKNOWN, "PNM"},
+		{"hello world", 11, IMG_FORMAT_UNKNOWN, NULL},
+		{"\xff\xd8", 2, IMG_FORMAT_UNKNOWN, NULL},
 	};
 	struct img_limits lim;
 	size_t i;
@@ -404,22 +407,23 @@ static void test_empty_and_unsupported(void)
 		size_t len;
 		const char *name;
 	} cases[] = {
-		{ "GIF89a\1\0\1\0\0\0\0;", 14, "GIF" },
-		{ "RIFF\x24\0\0\0WEBPVP8 \x18\0\0\0", 20, "WebP" },
-		{ "BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", 14, "BMP" },
-		{ "II*\0\x08\0\0\0\0\0", 10, "TIFF" },
-		{ "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24, "HEIF/HEIC" },
-		{ "<html><body>not an image</body></html>", 38, "HTML" },
-		{ "just some text", 14, "unrecognised" },
+		{"GIF89a\1\0\1\0\0\0\0;", 14, "GIF"},
+		{"RIFF\x24\0\0\0WEBPVP8 \x18\0\0\0", 20, "WebP"},
+		{"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0", 14, "BMP"},
+		{"II*\0\x08\0\0\0\0\0", 10, "TIFF"},
+		{"\0\0\0\x18"
+		 "ftypheic\0\0\0\0mif1heic",
+		 24, "HEIF/HEIC"},
+		{"<html><body>not an image</body></html>", 38, "HTML"},
+		{"just some text", 14, "unrecognised"},
 	};
-	struct img_rgb im = { 7, 7, (uint8_t *)"x" };
-	struct seer_err err = { 0 };
+	struct img_rgb im = {7, 7, (uint8_t *)"x"};
+	struct seer_err err = {0};
 	size_t i;
 	int rc;
 
 	rc = img_decode(NULL, 0, NULL, &im, &err);
-	tap_ok(rc == SEER_EEMPTY && im.pixels == NULL && im.width == 0 &&
-	       strstr(err.msg, "empty") != NULL,
+	tap_ok(rc == SEER_EEMPTY && im.pixels == NULL && im.width == 0 && strstr(err.msg, "empty") != NULL,
 	       "zero bytes -> SEER_EEMPTY, output zeroed (%s)", err.msg);
 	rc = img_decode("", 0, NULL, &im, &err);
 	tap_ok(rc == SEER_EEMPTY, "empty buffer -> SEER_EEMPTY");
@@ -438,19 +442,19 @@ static void test_empty_and_unsupported(void)
 
 static void test_jpeg_valid(void)
 {
-	struct jpeg_enc e = { .w = 67, .h = 45, .comps = 3, .in_cs = JCS_RGB,
-			      .jpeg_cs = JCS_UNKNOWN, .quality = 95 };
+	struct jpeg_enc e = {
+		.w = 67, .h = 45, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = 95};
 	uint8_t *px = pattern_image(67, 45, 3), *gray = pattern_image(67, 45, 1);
 	uint8_t *j, *cmyk_px;
 	struct img_rgb base, im;
-	struct seer_err err = { 0 };
+	struct seer_err err = {0};
 	size_t len, i;
 	int rc, same;
 
 	j = jpeg_encode(&e, px, &len);
 	rc = decode(j, len, &base, &err);
 	tap_ok(rc == 0 && base.width == 67 && base.height == 45 &&
-	       mean_abs_diff(base.pixels, px, 67 * 45 * 3) < 4.0,
+		       mean_abs_diff(base.pixels, px, 67 * 45 * 3) < 4.0,
 	       "baseline RGB JPEG 67x45 decodes close to its source (mean diff %.2f)",
 	       rc == 0 ? mean_abs_diff(base.pixels, px, 67 * 45 * 3) : -1.0);
 	free(j);
@@ -468,7 +472,7 @@ static void test_jpeg_valid(void)
 	j = jpeg_encode(&e, px, &len);
 	rc = decode(j, len, &im, &err);
 	tap_ok(rc == 0 && jpeg_find_marker(j, len, 0xdd) != 0 &&
-	       memcmp(im.pixels, base.pixels, 67 * 45 * 3) == 0,
+		       memcmp(im.pixels, base.pixels, 67 * 45 * 3) == 0,
 	       "JPEG with restart markers (DRI, RSTn) decodes to the same pixels");
 	img_rgb_free(&im);
 	free(j);
@@ -489,8 +493,7 @@ static void test_jpeg_valid(void)
 	rc = decode(j, len, &im, &err);
 	same = rc == 0;
 	for (i = 0; same && i < 67 * 45; i++)
-		same = im.pixels[i * 3] == im.pixels[i * 3 + 1] &&
-		       im.pixels[i * 3] == im.pixels[i * 3 + 2] &&
+		same = im.pixels[i * 3] == im.pixels[i * 3 + 1] && im.pixels[i * 3] == im.pixels[i * 3 + 2] &&
 		       abs(im.pixels[i * 3] - gray[i]) < 24;
 	tap_ok(same, "grayscale JPEG -> R = G = B, close to the source");
 	img_rgb_free(&im);
@@ -568,11 +571,11 @@ static int cut_everywhere(const uint8_t *d, size_t n, int want, size_t *first_ba
 
 static void test_truncation(void)
 {
-	struct jpeg_enc e = { .w = 40, .h = 33, .comps = 3, .in_cs = JCS_RGB,
-			      .jpeg_cs = JCS_UNKNOWN, .quality = 80 };
+	struct jpeg_enc e = {
+		.w = 40, .h = 33, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = 80};
 	uint8_t *px = pattern_image(40, 33, 4), *j, *p;
 	uint8_t app1[64] = "Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0";
-	struct png_enc pe = { .w = 40, .h = 33, .depth = 8, .color = PNG_COLOR_TYPE_RGB };
+	struct png_enc pe = {.w = 40, .h = 33, .depth = 8, .color = PNG_COLOR_TYPE_RGB};
 	size_t len, bad_at;
 	int bad;
 
@@ -580,14 +583,12 @@ static void test_truncation(void)
 	e.app1_len = 30;
 	j = jpeg_encode(&e, px, &len);
 	bad = cut_everywhere(j, len, SEER_ETRUNC, &bad_at);
-	tap_ok(bad == 0, "baseline JPEG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)",
-	       len, bad);
+	tap_ok(bad == 0, "baseline JPEG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len, bad);
 	free(j);
 	e.progressive = 1;
 	j = jpeg_encode(&e, px, &len);
 	bad = cut_everywhere(j, len, SEER_ETRUNC, &bad_at);
-	tap_ok(bad == 0,
-	       "progressive JPEG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len,
+	tap_ok(bad == 0, "progressive JPEG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len,
 	       bad);
 	free(j);
 	e.progressive = 0;
@@ -595,8 +596,8 @@ static void test_truncation(void)
 	j = jpeg_encode(&e, px, &len);
 	bad = cut_everywhere(j, len, SEER_ETRUNC, &bad_at);
 	tap_ok(bad == 0,
-	       "JPEG with restart markers (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)",
-	       len, bad);
+	       "JPEG with restart markers (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len,
+	       bad);
 	free(j);
 
 	p = png_encode(&pe, px, 40 * 3, &len);
@@ -607,8 +608,7 @@ static void test_truncation(void)
 	pe.color = PNG_COLOR_TYPE_RGB_ALPHA;
 	p = png_encode(&pe, px, 40 * 4, &len);
 	bad = cut_everywhere(p, len, SEER_ETRUNC, &bad_at);
-	tap_ok(bad == 0,
-	       "interlaced RGBA PNG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len,
+	tap_ok(bad == 0, "interlaced RGBA PNG (%zu bytes) cut at every length -> SEER_ETRUNC (%d wrong)", len,
 	       bad);
 	free(p);
 	free(px);
@@ -627,14 +627,12 @@ static void test_too_large(void)
 	j[off + 5] = j[off + 6] = j[off + 7] = j[off + 8] = 0xff;
 	rc = decode(j, len, NULL, &err);
 	tap_ok(rc == SEER_ETOOLARGE,
-	       "JPEG header claiming 65535x65535 -> SEER_ETOOLARGE before allocating (%s)",
-	       err.msg);
+	       "JPEG header claiming 65535x65535 -> SEER_ETOOLARGE before allocating (%s)", err.msg);
 	j[off + 5] = j[off + 7] = 0xfd; /* 65000 x 65000: libjpeg accepts it, we do not */
 	j[off + 6] = j[off + 8] = 0xe8;
 	rc = decode(j, len, NULL, &err);
 	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "65000x65000") != NULL,
-	       "JPEG header claiming 65000x65000 -> SEER_ETOOLARGE before allocating (%s)",
-	       err.msg);
+	       "JPEG header claiming 65000x65000 -> SEER_ETOOLARGE before allocating (%s)", err.msg);
 	j[off + 5] = 0x00, j[off + 6] = 0x0a; /* height 10 */
 	j[off + 7] = 0x32, j[off + 8] = 0xc8; /* width 13000 */
 	rc = decode(j, len, NULL, &err);
@@ -664,12 +662,12 @@ static void test_too_large(void)
 	p = png_raw_rgb(30, 20, NULL, NULL, 0, &len);
 	small = defaults;
 	small.limits.max_bytes = len - 1;
-	rc = img_decode(p, len, &small, &(struct img_rgb){ 0 }, &err);
+	rc = img_decode(p, len, &small, &(struct img_rgb){0}, &err);
 	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "bytes") != NULL,
 	       "input one byte over max_bytes -> SEER_ETOOLARGE (%s)", err.msg);
 	small = defaults;
 	small.limits.max_pixels = 599;
-	rc = img_decode(p, len, &small, &(struct img_rgb){ 0 }, &err);
+	rc = img_decode(p, len, &small, &(struct img_rgb){0}, &err);
 	tap_ok(rc == SEER_ETOOLARGE, "PNG of 600 pixels with max_pixels 599 -> SEER_ETOOLARGE");
 	small.limits.max_pixels = 600;
 	{
@@ -697,8 +695,7 @@ static void test_corrupt(void)
 	for (i = 0; i < 16; i++)
 		copy[off + 5 + i] = 0xff;
 	rc = decode(copy, len, NULL, &err);
-	tap_ok(rc == SEER_ECORRUPT, "JPEG with a bogus Huffman table -> SEER_ECORRUPT (%s)",
-	       err.msg);
+	tap_ok(rc == SEER_ECORRUPT, "JPEG with a bogus Huffman table -> SEER_ECORRUPT (%s)", err.msg);
 
 	/* JPEG: a stray marker inside the entropy-coded data */
 	memcpy(copy, j, len);
@@ -719,8 +716,7 @@ static void test_corrupt(void)
 		memcpy(junk + off, "\x12\x34\x56", 3);
 		memcpy(junk + off + 3, j + off, len - off);
 		rc = decode(junk, len + 3, NULL, &err);
-		tap_ok(rc == SEER_ECORRUPT, "JPEG with junk between markers -> SEER_ECORRUPT (%s)",
-		       err.msg);
+		tap_ok(rc == SEER_ECORRUPT, "JPEG with junk between markers -> SEER_ECORRUPT (%s)", err.msg);
 		free(junk);
 	}
 
@@ -778,23 +774,22 @@ static void test_corrupt(void)
 
 	/* PNG: IDAT whose zlib stream is garbage, or ends before the image does */
 	{
-		struct buf b = { 0 };
-		uint8_t raw[5 * 13] = { 0 }, *z;
+		struct buf b = {0};
+		uint8_t raw[5 * 13] = {0}, *z;
 
 		png_raw_ihdr(&b, 4, 5, 8, 2);
 		png_raw_chunk(&b, "IDAT", "\x78\x9c\xff\xff\xff\xff\xff\xff", 8);
 		png_raw_chunk(&b, "IEND", NULL, 0);
 		rc = decode(b.p, b.n, NULL, &err);
-		tap_ok(rc == SEER_ECORRUPT, "PNG with an invalid zlib stream -> SEER_ECORRUPT (%s)",
-		       err.msg);
+		tap_ok(rc == SEER_ECORRUPT, "PNG with an invalid zlib stream -> SEER_ECORRUPT (%s)", err.msg);
 		b.n = 0;
 		z = zpack(raw, sizeof(raw) - 13, &zlen);
 		png_raw_ihdr(&b, 4, 5, 8, 2);
 		png_raw_chunk(&b, "IDAT", z, zlen);
 		png_raw_chunk(&b, "IEND", NULL, 0);
 		rc = decode(b.p, b.n, NULL, &err);
-		tap_ok(rc == SEER_ECORRUPT,
-		       "PNG whose IDAT holds 4 of 5 rows -> SEER_ECORRUPT (%s)", err.msg);
+		tap_ok(rc == SEER_ECORRUPT, "PNG whose IDAT holds 4 of 5 rows -> SEER_ECORRUPT (%s)",
+		       err.msg);
 		free(z);
 		b.n = 0;
 		png_raw_ihdr(&b, 0, 5, 8, 2);
@@ -812,8 +807,7 @@ static void test_corrupt(void)
 		png_raw_chunk(&b, "IDAT", z, zlen);
 		png_raw_chunk(&b, "IEND", NULL, 0);
 		rc = decode(b.p, b.n, NULL, &err);
-		tap_ok(rc == SEER_ECORRUPT, "palette PNG without PLTE -> SEER_ECORRUPT (%s)",
-		       err.msg);
+		tap_ok(rc == SEER_ECORRUPT, "palette PNG without PLTE -> SEER_ECORRUPT (%s)", err.msg);
 		free(z);
 		free(b.p);
 	}
@@ -822,7 +816,7 @@ static void test_corrupt(void)
 static void test_bombs(void)
 {
 	struct seer_err err;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	size_t n = 64u << 20, zlen, len;
 	uint8_t *zeros = calloc(n, 1), *z, *p;
 	struct img_rgb im;
@@ -868,8 +862,8 @@ static void test_scan_bomb(void)
 {
 	enum { NSCANS = 11 + 3 * 63 * 11 };
 	jpeg_scan_info *s = calloc(NSCANS, sizeof(*s));
-	struct jpeg_enc e = { .w = 16, .h = 16, .comps = 3, .in_cs = JCS_RGB,
-			      .jpeg_cs = JCS_UNKNOWN, .quality = 90 };
+	struct jpeg_enc e = {
+		.w = 16, .h = 16, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = 90};
 	uint8_t *px = pattern_image(16, 16, 3), *j;
 	struct seer_err err;
 	struct img_rgb im;
@@ -913,8 +907,8 @@ static void test_scan_bomb(void)
 	e.nscans = 11 + 63 * 11;
 	j = jpeg_encode(&e, px, &len);
 	rc = decode(j, len, &im, &err);
-	tap_ok(rc == 0 && im.width == 16, "gray progressive JPEG with %d scans decodes (%s)",
-	       e.nscans, rc ? err.msg : "ok");
+	tap_ok(rc == 0 && im.width == 16, "gray progressive JPEG with %d scans decodes (%s)", e.nscans,
+	       rc ? err.msg : "ok");
 	img_rgb_free(&im);
 	free(j);
 	free(px);
@@ -954,12 +948,27 @@ static uint8_t *ref_orient(const uint8_t *in, size_t w, size_t h, int o, size_t 
 	*ow = o >= 5 ? h : w;
 	*oh = o >= 5 ? w : h;
 	switch (o) {
-	case 2: return ref_flip(in, w, h, 0);
-	case 3: a = ref_flip(in, w, h, 0); b = ref_flip(a, w, h, 1); free(a); return b;
-	case 4: return ref_flip(in, w, h, 1);
-	case 5: a = ref_rot90cw(in, w, h); b = ref_flip(a, h, w, 0); free(a); return b;
-	case 6: return ref_rot90cw(in, w, h);
-	case 7: a = ref_rot90cw(in, w, h); b = ref_flip(a, h, w, 1); free(a); return b;
+	case 2:
+		return ref_flip(in, w, h, 0);
+	case 3:
+		a = ref_flip(in, w, h, 0);
+		b = ref_flip(a, w, h, 1);
+		free(a);
+		return b;
+	case 4:
+		return ref_flip(in, w, h, 1);
+	case 5:
+		a = ref_rot90cw(in, w, h);
+		b = ref_flip(a, h, w, 0);
+		free(a);
+		return b;
+	case 6:
+		return ref_rot90cw(in, w, h);
+	case 7:
+		a = ref_rot90cw(in, w, h);
+		b = ref_flip(a, h, w, 1);
+		free(a);
+		return b;
 	case 8:
 		a = ref_rot90cw(in, w, h);
 		b = ref_flip(a, h, w, 0);
@@ -980,7 +989,8 @@ static size_t exif_app1(uint8_t *d, int big_endian, int type, uint32_t v)
 				    "\x0f\x01\x02\0\x04\0\0\0Cam\0"
 				    "\x12\x01\0\0\x01\0\0\0\0\0\0\0\0\0\0\0";
 	static const uint8_t mm[] = "Exif\0\0MM\0*\0\0\0\x08\0\x02"
-				    "\x01\x0f\0\x02\0\0\0\x04" "Cam\0"
+				    "\x01\x0f\0\x02\0\0\0\x04"
+				    "Cam\0"
 				    "\x01\x12\0\0\0\0\0\x01\0\0\0\0\0\0\0\0";
 	size_t n = sizeof(ii) - 1, e = 6 + 8 + 2 + 12;
 
@@ -1001,8 +1011,8 @@ static size_t exif_app1(uint8_t *d, int big_endian, int type, uint32_t v)
 
 static void test_exif(void)
 {
-	struct jpeg_enc e = { .w = 13, .h = 7, .comps = 3, .in_cs = JCS_RGB,
-			      .jpeg_cs = JCS_UNKNOWN, .quality = 90 };
+	struct jpeg_enc e = {
+		.w = 13, .h = 7, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = 90};
 	struct img_decode_opts norot = defaults;
 	uint8_t *px = pattern_image(13, 7, 3), *j, *ref, app1[128];
 	struct img_rgb flat, im;
@@ -1042,20 +1052,20 @@ static void test_exif(void)
 			int be, type;
 			uint32_t v;
 			size_t ifd_off; /* 0: keep */
-			size_t cut;     /* 0: keep the whole payload */
+			size_t cut;	/* 0: keep the whole payload */
 			int rotated;
 		} cases[] = {
-			{ "orientation as LONG", 0, 4, 6, 0, 0, 1 },
-			{ "orientation as BYTE", 0, 1, 5, 0, 0, 1 },
-			{ "orientation as LONG, MM", 1, 4, 8, 0, 0, 1 },
-			{ "orientation 9", 0, 3, 9, 0, 0, 0 },
-			{ "orientation 0", 1, 3, 0, 0, 0, 0 },
-			{ "orientation as ASCII", 0, 2, 6, 0, 0, 0 },
-			{ "IFD offset past the end", 0, 3, 6, 0xfffffff0u, 0, 0 },
-			{ "IFD offset at the end", 1, 3, 6, 34, 0, 0 },
-			{ "payload cut inside the entry", 0, 3, 6, 0, 6 + 8 + 2 + 12 + 6, 0 },
-			{ "payload cut inside the header", 1, 3, 6, 0, 10, 0 },
-			{ "only \"Exif\"", 0, 3, 6, 0, 5, 0 },
+			{"orientation as LONG", 0, 4, 6, 0, 0, 1},
+			{"orientation as BYTE", 0, 1, 5, 0, 0, 1},
+			{"orientation as LONG, MM", 1, 4, 8, 0, 0, 1},
+			{"orientation 9", 0, 3, 9, 0, 0, 0},
+			{"orientation 0", 1, 3, 0, 0, 0, 0},
+			{"orientation as ASCII", 0, 2, 6, 0, 0, 0},
+			{"IFD offset past the end", 0, 3, 6, 0xfffffff0u, 0, 0},
+			{"IFD offset at the end", 1, 3, 6, 34, 0, 0},
+			{"payload cut inside the entry", 0, 3, 6, 0, 6 + 8 + 2 + 12 + 6, 0},
+			{"payload cut inside the header", 1, 3, 6, 0, 10, 0},
+			{"only \"Exif\"", 0, 3, 6, 0, 5, 0},
 		};
 		size_t i;
 		int k;
@@ -1090,9 +1100,9 @@ static void test_exif(void)
 
 static void test_png_modes(void)
 {
-	static const png_color plte[3] = { { 200, 10, 20 }, { 5, 250, 6 }, { 7, 8, 255 } };
-	static const uint8_t trns[3] = { 0, 128, 255 };
-	struct png_enc pe = { .w = 9, .h = 5 };
+	static const png_color plte[3] = {{200, 10, 20}, {5, 250, 6}, {7, 8, 255}};
+	static const uint8_t trns[3] = {0, 128, 255};
+	struct png_enc pe = {.w = 9, .h = 5};
 	uint8_t rows[5 * 9 * 8], want[5 * 9 * 3];
 	struct seer_err err;
 	struct img_rgb im;
@@ -1138,25 +1148,24 @@ static void test_png_modes(void)
 			size_t x = i % 9, y = i / 9;
 			int v = (int)(i * 7 % (size_t)(maxv + 1));
 
-			rows[y * rb + x * depth / 8] |=
-				(uint8_t)(v << (8 - depth - (int)(x * depth % 8)));
+			rows[y * rb + x * depth / 8] |= (uint8_t)(v << (8 - depth - (int)(x * depth % 8)));
 			memset(want + i * 3, v * 255 / maxv, 3);
 		}
 		pe.depth = depth;
 		pe.color = PNG_COLOR_TYPE_GRAY;
 		p = png_encode(&pe, rows, rb, &len);
 		rc = decode(p, len, &im, &err);
-		tap_ok(rc == 0 && memcmp(im.pixels, want, 45 * 3) == 0,
-		       "%d-bit gray PNG -> v * 255 / %d", depth, maxv);
+		tap_ok(rc == 0 && memcmp(im.pixels, want, 45 * 3) == 0, "%d-bit gray PNG -> v * 255 / %d",
+		       depth, maxv);
 		img_rgb_free(&im);
 		free(p);
 	}
 
 	/* 16-bit: colour keeps the high byte, gray (PIL's mode I) clips to 255 */
 	for (pass = 0; pass < 4; pass++) {
-		static const int types[4] = { PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA,
-					      PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_GRAY };
-		static const char *names[4] = { "RGB", "RGBA", "gray+alpha", "gray" };
+		static const int types[4] = {PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA,
+					     PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_GRAY};
+		static const char *names[4] = {"RGB", "RGBA", "gray+alpha", "gray"};
 		int ch = pass == 0 ? 3 : pass == 1 ? 4 : pass == 2 ? 2 : 1, c;
 
 		for (i = 0; i < 45; i++) {
@@ -1182,8 +1191,8 @@ static void test_png_modes(void)
 		pe.trns_gray.gray = 26;
 		p = png_encode(&pe, rows, 9 * 2 * (size_t)ch, &len);
 		rc = decode(p, len, &im, &err);
-		tap_ok(rc == 0 && memcmp(im.pixels, want, 45 * 3) == 0,
-		       "16-bit %s PNG%s -> %s", names[pass], pe.interlace ? " (interlaced)" : "",
+		tap_ok(rc == 0 && memcmp(im.pixels, want, 45 * 3) == 0, "16-bit %s PNG%s -> %s", names[pass],
+		       pe.interlace ? " (interlaced)" : "",
 		       pass == 3 ? "clipped to 255 like PIL's I -> RGB" : "high byte");
 		img_rgb_free(&im);
 		free(p);
@@ -1247,8 +1256,7 @@ static void ref_weights(int in, int out, int **lo, int **cnt, int32_t **k, int *
 			tot += w[x - a];
 		}
 		for (x = a; x < b; x++)
-			(*k)[(size_t)o * K + (x - a)] =
-				(int32_t)(0.5 + w[x - a] / tot * (1 << 22));
+			(*k)[(size_t)o * K + (x - a)] = (int32_t)(0.5 + w[x - a] / tot * (1 << 22));
 		(*lo)[o] = a;
 		(*cnt)[o] = b - a;
 	}
@@ -1274,8 +1282,9 @@ static uint8_t *ref_resize(const uint8_t *in, int w, int h, int nw, int nh)
 						s += (int64_t)in[((size_t)y * w + lo[x] + i) * 3 + c] *
 						     k[(size_t)x * K + i];
 					s >>= 22;
-					mid[((size_t)y * nw + x) * 3 + c] =
-						(uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
+					mid[((size_t)y * nw + x) * 3 + c] = (uint8_t)(s < 0	? 0
+										      : s > 255 ? 255
+												: s);
 				}
 		free(lo), free(cnt), free(k);
 	}
@@ -1292,8 +1301,9 @@ static uint8_t *ref_resize(const uint8_t *in, int w, int h, int nw, int nh)
 						s += (int64_t)mid[((size_t)(lo[y] + i) * nw + x) * 3 + c] *
 						     k[(size_t)y * K + i];
 					s >>= 22;
-					out[((size_t)y * nw + x) * 3 + c] =
-						(uint8_t)(s < 0 ? 0 : s > 255 ? 255 : s);
+					out[((size_t)y * nw + x) * 3 + c] = (uint8_t)(s < 0	? 0
+										      : s > 255 ? 255
+												: s);
 				}
 		free(lo), free(cnt), free(k);
 	}
@@ -1303,10 +1313,9 @@ static uint8_t *ref_resize(const uint8_t *in, int w, int h, int nw, int nh)
 
 static void test_resize(void)
 {
-	static const int sizes[][2] = { { 1, 1 },     { 2, 3 },     { 3, 300 },   { 300, 3 },
-					{ 224, 224 }, { 255, 255 }, { 256, 256 }, { 256, 259 },
-					{ 257, 256 }, { 300, 256 }, { 500, 333 }, { 333, 500 },
-					{ 640, 480 }, { 1000, 225 }, { 97, 1201 } };
+	static const int sizes[][2] = {{1, 1},	   {2, 3},     {3, 300},   {300, 3},	{224, 224},
+				       {255, 255}, {256, 256}, {256, 259}, {257, 256},	{300, 256},
+				       {500, 333}, {333, 500}, {640, 480}, {1000, 225}, {97, 1201}};
 	uint8_t crop[IMG_CROP * IMG_CROP * 3];
 	struct seer_err err;
 	size_t s, i;
@@ -1316,7 +1325,7 @@ static void test_resize(void)
 		int w = sizes[s][0], h = sizes[s][1], sh = w < h ? w : h, lg = w < h ? h : w;
 		int nl = (int)floor(256.0 * lg / sh), nw = w <= h ? 256 : nl, nh = w <= h ? nl : 256;
 		int top = (int)nearbyint((nh - 224) / 2.0), left = (int)nearbyint((nw - 224) / 2.0);
-		struct img_rgb im = { (uint32_t)w, (uint32_t)h, malloc((size_t)w * h * 3) };
+		struct img_rgb im = {(uint32_t)w, (uint32_t)h, malloc((size_t)w * h * 3)};
 		uint8_t *full;
 		int y;
 
@@ -1341,12 +1350,12 @@ static void test_resize(void)
 
 	bad = 0;
 	for (s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-		struct img_rgb im = { (uint32_t)sizes[s][0], (uint32_t)sizes[s][1], NULL };
+		struct img_rgb im = {(uint32_t)sizes[s][0], (uint32_t)sizes[s][1], NULL};
 		size_t n = (size_t)im.width * im.height;
 
 		im.pixels = malloc(n * 3);
 		for (i = 0; i < n; i++)
-			memcpy(im.pixels + i * 3, (uint8_t[]){ 0, 137, 255 }, 3);
+			memcpy(im.pixels + i * 3, (uint8_t[]){0, 137, 255}, 3);
 		rc = img_resize_crop(&im, crop, &err);
 		for (i = 0; rc == 0 && i < IMG_CROP * IMG_CROP; i++)
 			if (crop[i * 3] != 0 || crop[i * 3 + 1] != 137 || crop[i * 3 + 2] != 255)
@@ -1356,7 +1365,7 @@ static void test_resize(void)
 	}
 	tap_ok(bad == 0, "a constant image stays constant (0, 137, 255) through resize + crop");
 
-	rc = img_resize_crop(&(struct img_rgb){ 0 }, crop, &err);
+	rc = img_resize_crop(&(struct img_rgb){0}, crop, &err);
 	tap_ok(rc == SEER_EINVAL, "img_resize_crop of an empty image -> SEER_EINVAL (%s)", err.msg);
 }
 
@@ -1364,7 +1373,7 @@ static void test_normalize(void)
 {
 	static uint8_t crop[IMG_CROP * IMG_CROP * 3];
 	static float out[3 * IMG_CROP * IMG_CROP];
-	const float mean[3] = { 0.485f, 0.456f, 0.406f }, std[3] = { 0.229f, 0.224f, 0.225f };
+	const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
 	size_t n = IMG_CROP * IMG_CROP, i;
 	int c, bad = 0;
 
@@ -1397,7 +1406,7 @@ int main(void)
 	test_resize();
 	test_normalize();
 	img_rgb_free(NULL);
-	img_rgb_free(&(struct img_rgb){ 0 });
+	img_rgb_free(&(struct img_rgb){0});
 	tap_ok(1, "img_rgb_free accepts NULL and a zeroed struct");
 	return tap_done();
 }

@@ -114,7 +114,11 @@ int main(void)
 	tap_ok(rc == SEER_EUNSUPPORTED && strstr(err.msg, "version 2") != NULL, "version 2 refused: %s", err.msg);
 	memcpy(buf + 8, "\x01\0\0\0", 4);
 
-	rc = open_copy((const unsigned char *)"PK\003\004rest of a zip file.......", 32, &err);
+	{
+		static const char zip[] = "PK\003\004rest of a zip file, long enough for a header";
+
+		rc = open_copy((const unsigned char *)zip, sizeof(zip) - 1, &err);
+	}
 	tap_ok(rc == SEER_EUNSUPPORTED && strstr(err.msg, "seer convert") != NULL,
 	       "a PyTorch checkpoint is pointed to 'seer convert': %s", err.msg);
 
