@@ -68,10 +68,10 @@ static void im2col_cnhw(const float *in, int c, int n, int h, int w, float *col)
 							memset(dst, 0, w * sizeof(float));
 							continue;
 						}
-						src = in + (((size_t)ci * n + ni) * h + yy) * w + kx - 1;
+						src = in + (((size_t)ci * n + ni) * h + yy) * w;
 						dst[0] = 0;
 						dst[w - 1] = 0;
-						memcpy(dst + x0, src + x0, (x1 - x0) * sizeof(float));
+						memcpy(dst + x0, src + x0 + kx - 1, (x1 - x0) * sizeof(float));
 					}
 			}
 }
@@ -98,7 +98,7 @@ static void conv_im2col(struct bench_bufs *b)
 static void conv_wino(struct bench_bufs *b)
 {
 	wino_conv3x3(b->u, b->bias, b->k, b->c, b->in, b->n, b->h, b->w, NULL, 1, b->out,
-		     b->scratch);
+		     b->scratch, 1);
 }
 
 /* The 36 GEMMs alone, unblocked, on the same sizes: what the transforms add to. */
@@ -153,6 +153,22 @@ static void time_pair(void (*fa)(struct bench_bufs *), void (*fb)(struct bench_b
 	}
 }
 
+/* max |a - b| / max |b| over len floats: Winograd against the baseline */
+static double rel_diff(const float *a, const float *b, size_t len)
+{
+	double max_diff = 0, max_b = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		double d = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+
+		if (d > max_diff)
+			max_diff = d;
+		if ((b[i] > 0 ? b[i] : -b[i]) > max_b)
+			max_b = b[i] > 0 ? b[i] : -b[i];
+	}
+	return max_b > 0 ? max_diff / max_b : max_diff;
+}
+
 static float *alloc_filled(size_t len)
 {
 	float *a = aligned_alloc(64, (len * sizeof(float) + 63) & ~(size_t)63);
@@ -189,13 +205,14 @@ int main(int argc, char **argv)
 	printf("# OpenBLAS core %s, %d thread(s)\n", core, openblas_get_num_threads());
 	if (strstr(core, "Prescott") || strstr(core, "Core2") || strstr(core, "Nehalem"))
 		printf("# warning: slow OpenBLAS kernel; set OPENBLAS_CORETYPE=SkylakeX or Haswell\n");
-	printf("# ms per call, median; 'gemm36' is the 36 Winograd GEMMs alone\n");
-	printf("%-10s %2s %9s %9s %9s %8s %s\n", "layer", "n", "im2col", "winograd", "gemm36",
-	       "speedup", "best");
+	printf("# ms per call, median of runs alternating the two methods; 'gemm36' is the\n"
+	       "# 36 Winograd GEMMs alone; 'diff' is max|wino - im2col| / max|im2col|\n");
+	printf("%-10s %2s %9s %9s %9s %8s %-8s %s\n", "layer", "n", "im2col", "winograd",
+	       "gemm36", "speedup", "best", "diff");
 	for (int bi = 0; bi < nb; bi++)
 		for (int li = 0; li < nl; li++) {
 			struct bench_bufs b = { 0 };
-			size_t in_len, wt_len, col_len, m_len;
+			size_t in_len, wt_len, col_len, m_len, out_len;
 			double t_im, t_wi, t_g;
 
 			b.k = b.c = layers_in_use[li].ch;
@@ -213,7 +230,7 @@ int main(int argc, char **argv)
 			b.in = alloc_filled(in_len);
 			b.out = alloc_filled((size_t)b.k * b.n * b.h * b.w);
 			b.u = alloc_filled(wino_weight_floats(b.k, b.c));
-			b.scratch = alloc_filled(wino_scratch_floats(b.k, b.c, b.n, b.h, b.w) +
+			b.scratch = alloc_filled(wino_scratch_floats(b.k, b.c, b.n, b.h, b.w, 1) +
 						 36 * (size_t)b.c * b.n * ((b.h + 3) / 4) *
 							 ((b.w + 3) / 4));
 			b.col = alloc_filled(col_len);
@@ -225,8 +242,13 @@ int main(int argc, char **argv)
 
 			time_pair(conv_im2col, conv_wino, &b, min_runs, &t_im, &t_wi);
 			time_pair(gemms_only, NULL, &b, min_runs, &t_g, NULL);
-			printf("%3d@%2dx%-2d  %2d %9.3f %9.3f %9.3f %7.2fx %s\n", b.c, b.h, b.w, b.n,
-			       t_im, t_wi, t_g, t_im / t_wi, t_wi < t_im ? "winograd" : "im2col");
+			out_len = (size_t)b.k * b.n * b.h * b.w;
+			conv_im2col(&b);
+			memcpy(b.col, b.out, out_len * sizeof(float));
+			conv_wino(&b);
+			printf("%3d@%2dx%-2d  %2d %9.3f %9.3f %9.3f %7.2fx %-8s %.1e\n", b.c, b.h, b.w,
+			       b.n, t_im, t_wi, t_g, t_im / t_wi, t_wi < t_im ? "winograd" : "im2col",
+			       rel_diff(b.out, b.col, out_len));
 			total_best[bi] += t_wi < t_im ? t_wi : t_im;
 			free(b.wt);
 			free(b.bias);

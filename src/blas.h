@@ -20,7 +20,10 @@ void blas_ensure_core(char **argv);
 /* Name of the kernel set in use, e.g. "SkylakeX". */
 const char *blas_core_name(void);
 
-/* Number of threads OpenBLAS may use in this process. */
+/*
+ * Number of threads OpenBLAS may use for one call. seer keeps this at 1
+ * and runs its own threads (see nn.h), each calling sgemm on its share.
+ */
 void blas_set_threads(int n);
 
 #endif

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "winograd.h"
 
@@ -51,18 +54,20 @@ static size_t im2col_chunk_cols(const struct nn_conv *cv, struct nn_shape in, st
 	return rows * out.w;
 }
 
-size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in)
+size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in, int threads)
 {
 	struct nn_shape out = nn_conv_out_shape(cv, in);
-	size_t cols = (size_t)out.n * out.h * out.w;
+	size_t cols = (size_t)out.n * out.h * out.w, chunk;
 
 	switch (cv->algo) {
 	case NN_CONV_WINOGRAD:
-		return wino_scratch_floats(cv->k, cv->c, in.n, in.h, in.w);
+		return wino_scratch_floats(cv->k, cv->c, in.n, in.h, in.w, threads);
 	case NN_CONV_1X1:
 		return cv->stride == 1 ? 0 : (size_t)cv->c * cols;
 	case NN_CONV_IM2COL:
-		return (size_t)cv->c * cv->kh * cv->kw * im2col_chunk_cols(cv, in, out);
+		chunk = im2col_chunk_cols(cv, in, out);
+		/* one shared matrix, or one piece per thread */
+		return (size_t)cv->c * cv->kh * cv->kw * chunk * (chunk == cols ? 1 : (size_t)threads);
 	}
 	return 0;
 }
@@ -88,18 +93,46 @@ static int end_valid(int size, int pad, int tap, int stride, int out_size)
 }
 
 /*
+ * dst[ox] = src[ox * s] for ox in [ox0, ox1), 0 elsewhere in [0, ow). Rows
+ * are short (7 to 112 floats), so plain loops beat memset/memcpy calls;
+ * fixed-length steps let gcc -O2 vectorise the strided copy.
+ */
+static inline void copy_row(float *dst, const float *src, int s, int ox0, int ox1, int ow)
+{
+	int ox = 0;
+
+	for (; ox < ox0; ox++)
+		dst[ox] = 0.0f;
+	if (s == 1) {
+		for (; ox < ox1; ox++)
+			dst[ox] = src[ox];
+	} else if (s == 2) {
+		for (; ox + 8 <= ox1; ox += 8)
+			for (int l = 0; l < 8; l++)
+				dst[ox + l] = src[2 * (ox + l)];
+		for (; ox < ox1; ox++)
+			dst[ox] = src[2 * ox];
+	} else {
+		for (; ox < ox1; ox++)
+			dst[ox] = src[ox * s];
+	}
+	for (; ox < ow; ox++)
+		dst[ox] = 0.0f;
+}
+
+/*
  * col[(c*KH + i)*KW + j][((n - n0)*R + oy - oy0)*OW + ox] = in[c][n][oy*s - p + i][ox*s - p + j]
- * (0 outside the input) for images [n0, n1) and output rows [oy0, oy1), R = oy1 - oy0.
- * [C*KH*KW, (n1-n0)*R*OW]
+ * (0 outside the input) for input channels [c0, c1), images [n0, n1) and output rows
+ * [oy0, oy1), R = oy1 - oy0. [C*KH*KW, (n1-n0)*R*OW]
  */
 static void im2col(const struct nn_conv *cv, const float *in, struct nn_shape is, struct nn_shape os,
-		   int n0, int n1, int oy0, int oy1, float *col)
+		   int c0, int c1, int n0, int n1, int oy0, int oy1, float *col)
 {
 	const int s = cv->stride, p = cv->pad, rows = oy1 - oy0;
 	const size_t plane = (size_t)is.h * is.w, piece = (size_t)rows * os.w;
 	const size_t ld = (size_t)(n1 - n0) * piece;
 
-	for (int c = 0; c < is.c; c++) {
+	for (int c = c0; c < c1; c++) {
 		for (int i = 0; i < cv->kh; i++) {
 			/* output rows whose input row is inside the image, clipped to [oy0, oy1) */
 			int va = first_valid(p, i, s), vb = end_valid(is.h, p, i, s, os.h);
@@ -123,14 +156,7 @@ static void im2col(const struct nn_conv *cv, const float *in, struct nn_shape is
 						const float *srow = src + (size_t)(oy * s - p + i) * is.w + (j - p);
 						float *drow = dst + (size_t)(oy - oy0) * os.w;
 
-						memset(drow, 0, (size_t)ox0 * sizeof(float));
-						if (s == 1) {
-							memcpy(drow + ox0, srow + ox0, (size_t)(ox1 - ox0) * sizeof(float));
-						} else {
-							for (int ox = ox0; ox < ox1; ox++)
-								drow[ox] = srow[ox * s];
-						}
-						memset(drow + ox1, 0, (size_t)(os.w - ox1) * sizeof(float));
+						copy_row(drow, srow, s, ox0, ox1, os.w);
 					}
 					memset(dst + (size_t)(vb - oy0) * os.w, 0, (size_t)(oy1 - vb) * os.w * sizeof(float));
 				}
@@ -139,10 +165,11 @@ static void im2col(const struct nn_conv *cv, const float *in, struct nn_shape is
 	}
 }
 
-/* col[c][(n*OH + oy)*OW + ox] = in[c][n][oy*s][ox*s]: the input of a strided 1x1. */
-static void subsample(const float *in, struct nn_shape is, int s, struct nn_shape os, float *col)
+/* col[c][(n*OH + oy)*OW + ox] = in[c][n][oy*s][ox*s] for c in [c0, c1): the input of a strided 1x1. */
+static void subsample(const float *in, struct nn_shape is, int s, struct nn_shape os, int c0, int c1,
+		      float *col)
 {
-	for (int c = 0; c < is.c; c++)
+	for (int c = c0; c < c1; c++)
 		for (int n = 0; n < is.n; n++) {
 			const float *src = in + ((size_t)c * is.n + n) * is.h * is.w;
 			float *dst = col + ((size_t)c * is.n + n) * os.h * os.w;
@@ -160,94 +187,176 @@ static inline float relu_f(float x)
 }
 
 /*
+ * Elements per step of the epilogue loops. A fixed inner trip count lets
+ * gcc -O2 (whose cheap cost model will not vectorise loops of unknown
+ * length) turn them into branch-free vector code: scalar compare-and-jump
+ * on ReLU's random signs mispredicts half the time.
+ */
+#define EPI_STEP 16
+
+/* row[q] = relu?(row[q] + b + res?[q]) for q in [0, cols). */
+static void epilogue_row(float *row, float b, const float *res, int relu, size_t cols)
+{
+	size_t q = 0;
+
+	if (res && relu) {
+		for (; q + EPI_STEP <= cols; q += EPI_STEP)
+			for (int l = 0; l < EPI_STEP; l++)
+				row[q + l] = relu_f(row[q + l] + b + res[q + l]);
+		for (; q < cols; q++)
+			row[q] = relu_f(row[q] + b + res[q]);
+	} else if (res) {
+		for (; q + EPI_STEP <= cols; q += EPI_STEP)
+			for (int l = 0; l < EPI_STEP; l++)
+				row[q + l] += b + res[q + l];
+		for (; q < cols; q++)
+			row[q] += b + res[q];
+	} else if (relu) {
+		for (; q + EPI_STEP <= cols; q += EPI_STEP)
+			for (int l = 0; l < EPI_STEP; l++)
+				row[q + l] = relu_f(row[q + l] + b);
+		for (; q < cols; q++)
+			row[q] = relu_f(row[q] + b);
+	} else {
+		for (; q + EPI_STEP <= cols; q += EPI_STEP)
+			for (int l = 0; l < EPI_STEP; l++)
+				row[q + l] += b;
+		for (; q < cols; q++)
+			row[q] += b;
+	}
+}
+
+/*
  * out[k][q] = relu?(out[k][q] + bias[k] + residual?[k][q]) in one pass, for
  * q in [0, cols) of rows that are ld floats apart (in out and residual).
  */
 static void epilogue(float *out, const float *bias, const float *residual, int relu, int k,
 		     size_t cols, size_t ld)
 {
-	for (int o = 0; o < k; o++) {
-		float *row = out + (size_t)o * ld;
-		const float *res = residual ? residual + (size_t)o * ld : NULL;
-		const float b = bias[o];
-
-		if (res && relu) {
-			for (size_t q = 0; q < cols; q++)
-				row[q] = relu_f(row[q] + b + res[q]);
-		} else if (res) {
-			for (size_t q = 0; q < cols; q++)
-				row[q] += b + res[q];
-		} else if (relu) {
-			for (size_t q = 0; q < cols; q++)
-				row[q] = relu_f(row[q] + b);
-		} else {
-			for (size_t q = 0; q < cols; q++)
-				row[q] += b;
-		}
-	}
+	for (int o = 0; o < k; o++)
+		epilogue_row(out + (size_t)o * ld, bias[o], residual ? residual + (size_t)o * ld : NULL, relu,
+			     cols);
 }
 
 /*
- * im2col convolution in pieces that stay in L2: each piece's GEMM writes
- * its columns of out, and the epilogue runs on them while they are hot.
+ * Rows [k0, k1) of out[K][cols] (row stride ld) = W[k0:k1] x B[depth][cols]
+ * (row stride ldb), then the epilogue on those rows while they are hot.
+ */
+static void gemm_rows(const struct nn_conv *cv, int k0, int k1, int depth, const float *b, size_t ldb,
+		      size_t cols, const float *residual, int relu, float *out, size_t ld)
+{
+	if (k1 <= k0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k1 - k0, (int)cols, depth,
+		    1.0f, cv->weight + (size_t)k0 * depth, depth, b, (int)ldb, 0.0f,
+		    out + (size_t)k0 * ld, (int)ld);
+	epilogue(out + (size_t)k0 * ld, cv->bias + k0, residual ? residual + (size_t)k0 * ld : NULL, relu,
+		 k1 - k0, cols, ld);
+}
+
+/* Output channels [k0, k1) of thread t of threads: equal shares, multiples of 16 rows. */
+static void split_rows(int k, int t, int threads, int *k0, int *k1)
+{
+	int share = ((k + threads - 1) / threads + 15) / 16 * 16;
+
+	*k0 = t * share < k ? t * share : k;
+	*k1 = (t + 1) * share < k ? (t + 1) * share : k;
+}
+
+/*
+ * im2col convolution. A layer whose whole im2col matrix fits in L2 builds it
+ * once (threads split the input channels) and multiplies it in one GEMM per
+ * thread (threads split the output channels). A larger one goes in pieces
+ * of whole output rows of one image, each thread building and multiplying
+ * its own pieces, so the piece is still in L2 when the GEMM reads it.
  */
 static void conv_im2col(const struct nn_conv *cv, const float *in, struct nn_shape is, struct nn_shape os,
-			const float *residual, int relu, float *out, float *scratch)
+			const float *residual, int relu, float *out, float *scratch, int threads)
 {
 	const int depth = cv->c * cv->kh * cv->kw;
 	const size_t plane = (size_t)os.h * os.w, ld = (size_t)os.n * plane;
 	const size_t chunk = im2col_chunk_cols(cv, is, os);
+	const int rows = (int)(chunk / os.w);
+	const int per_image = (os.h + rows - 1) / rows;
 
 	if (chunk == ld) {
-		im2col(cv, in, is, os, 0, os.n, 0, os.h, scratch);
-		/* [K, C*KH*KW] x [C*KH*KW, N*OH*OW] -> [K, N*OH*OW] */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cv->k, (int)ld, depth,
-			    1.0f, cv->weight, depth, scratch, (int)ld, 0.0f, out, (int)ld);
-		epilogue(out, cv->bias, residual, relu, cv->k, ld, ld);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+		{
+#pragma omp for schedule(static)
+			for (int c = 0; c < is.c; c++)
+				im2col(cv, in, is, os, c, c + 1, 0, os.n, 0, os.h, scratch);
+#pragma omp for schedule(static)
+			for (int t = 0; t < threads; t++) {
+				int k0, k1;
+
+				split_rows(cv->k, t, threads, &k0, &k1);
+				/* [k1-k0, C*KH*KW] x [C*KH*KW, N*OH*OW] -> rows [k0, k1) of [K, N*OH*OW] */
+				gemm_rows(cv, k0, k1, depth, scratch, ld, ld, residual, relu, out, ld);
+			}
+		}
 		return;
 	}
-	for (int n = 0; n < os.n; n++) {
-		for (int oy = 0; oy < os.h; oy += (int)(chunk / os.w)) {
-			int oy1 = oy + (int)(chunk / os.w) < os.h ? oy + (int)(chunk / os.w) : os.h;
-			size_t cols = (size_t)(oy1 - oy) * os.w, off = n * plane + (size_t)oy * os.w;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+	for (int piece = 0; piece < os.n * per_image; piece++) {
+		int n = piece / per_image, oy = piece % per_image * rows;
+		int oy1 = oy + rows < os.h ? oy + rows : os.h;
+		size_t cols = (size_t)(oy1 - oy) * os.w, off = n * plane + (size_t)oy * os.w;
+		float *col = scratch;
 
-			im2col(cv, in, is, os, n, n + 1, oy, oy1, scratch);
-			/* [K, C*KH*KW] x [C*KH*KW, rows*OW] -> columns [off, off + rows*OW) of [K, N*OH*OW] */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cv->k, (int)cols, depth,
-				    1.0f, cv->weight, depth, scratch, (int)cols, 0.0f, out + off, (int)ld);
-			epilogue(out + off, cv->bias, residual ? residual + off : NULL, relu, cv->k, cols, ld);
+#ifdef _OPENMP
+		col += (size_t)omp_get_thread_num() * depth * chunk;
+#endif
+		im2col(cv, in, is, os, 0, is.c, n, n + 1, oy, oy1, col);
+		/* [K, C*KH*KW] x [C*KH*KW, rows*OW] -> columns [off, off + rows*OW) of [K, N*OH*OW] */
+		gemm_rows(cv, 0, cv->k, depth, col, cols, cols, residual ? residual + off : NULL, relu,
+			  out + off, ld);
+	}
+}
+
+/* 1x1 convolution: a gather for stride > 1, then one GEMM per thread over its output channels. */
+static void conv_1x1(const struct nn_conv *cv, const float *in, struct nn_shape is, struct nn_shape os,
+		     const float *residual, int relu, float *out, float *scratch, int threads)
+{
+	const size_t cols = (size_t)os.n * os.h * os.w;
+	const float *b = cv->stride == 1 ? in : scratch;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+	{
+		if (cv->stride != 1) {
+#pragma omp for schedule(static)
+			for (int c = 0; c < is.c; c++)
+				subsample(in, is, cv->stride, os, c, c + 1, scratch);
+		}
+#pragma omp for schedule(static)
+		for (int t = 0; t < threads; t++) {
+			int k0, k1;
+
+			split_rows(cv->k, t, threads, &k0, &k1);
+			/* [k1-k0, C] x [C, N*OH*OW] -> rows [k0, k1) of [K, N*OH*OW] */
+			gemm_rows(cv, k0, k1, cv->c, b, cols, cols, residual, relu, out, cols);
 		}
 	}
 }
 
 void nn_conv_forward(const struct nn_conv *cv, const float *in, struct nn_shape is,
-		     const float *residual, int relu, float *out, float *scratch)
+		     const float *residual, int relu, float *out, float *scratch, int threads)
 {
 	struct nn_shape os = nn_conv_out_shape(cv, is);
-	const int cols = os.n * os.h * os.w;
-	const float *b = in;
 
-	assert(is.c == cv->c);
+	assert(is.c == cv->c && threads >= 1);
 	assert(in != out && residual != out);
 	switch (cv->algo) {
 	case NN_CONV_WINOGRAD:
 		assert(cv->kh == 3 && cv->kw == 3 && cv->stride == 1 && cv->pad == 1);
 		wino_conv3x3(cv->weight, cv->bias, cv->k, cv->c, in, is.n, is.h, is.w,
-			     residual, relu, out, scratch);
+			     residual, relu, out, scratch, threads);
 		return;
 	case NN_CONV_IM2COL:
-		conv_im2col(cv, in, is, os, residual, relu, out, scratch);
+		conv_im2col(cv, in, is, os, residual, relu, out, scratch, threads);
 		return;
 	case NN_CONV_1X1:
 		assert(cv->kh == 1 && cv->kw == 1 && cv->pad == 0);
-		if (cv->stride != 1) {
-			subsample(in, is, cv->stride, os, scratch);
-			b = scratch;
-		}
-		/* [K, C] x [C, N*OH*OW] -> [K, N*OH*OW] */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cv->k, cols, cv->c,
-			    1.0f, cv->weight, cv->c, b, cols, 0.0f, out, cols);
-		epilogue(out, cv->bias, residual, relu, cv->k, (size_t)cols, (size_t)cols);
+		conv_1x1(cv, in, is, os, residual, relu, out, scratch, threads);
 		return;
 	}
 }
@@ -265,7 +374,7 @@ static inline float max3(float a, float b, float c)
 	return m > c ? m : c;
 }
 
-void nn_maxpool3x3s2(const float *in, struct nn_shape is, float *out)
+void nn_maxpool3x3s2(const float *in, struct nn_shape is, float *out, int threads)
 {
 	struct nn_shape os = nn_maxpool_out_shape(is);
 	const size_t planes = (size_t)is.c * is.n;
@@ -275,6 +384,7 @@ void nn_maxpool3x3s2(const float *in, struct nn_shape is, float *out)
 	 * is clamped onto its edge row or column instead: that element is in
 	 * the window anyway and max is idempotent, so the loops need no tests.
 	 */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
 	for (size_t pl = 0; pl < planes; pl++) {
 		const float *src = in + pl * is.h * is.w;
 		float *dst = out + pl * os.h * os.w;

@@ -36,19 +36,21 @@ struct nn_shape {
 /* Output shape of cv applied to in. */
 struct nn_shape nn_conv_out_shape(const struct nn_conv *cv, struct nn_shape in);
 
-/* Scratch floats nn_conv_forward needs for this input shape. */
-size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in);
+/* Scratch floats nn_conv_forward needs for this input shape on this many threads. */
+size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in, int threads);
 
 /*
  * out = relu?(conv(in) + bias + residual?); residual (output-shaped) may be
- * NULL. in and out must not overlap; residual may not alias out.
+ * NULL. in and out must not overlap; residual may not alias out. The work
+ * is split over `threads` OpenMP threads, each calling sgemm on its own
+ * share, so OpenBLAS itself should run single-threaded (blas_set_threads(1)).
  */
 void nn_conv_forward(const struct nn_conv *cv, const float *in, struct nn_shape in_shape,
-		     const float *residual, int relu, float *out, float *scratch);
+		     const float *residual, int relu, float *out, float *scratch, int threads);
 
 /* 3x3 stride 2 pad 1 max-pool of planes = C*N planes of h x w. */
 struct nn_shape nn_maxpool_out_shape(struct nn_shape in);
-void nn_maxpool3x3s2(const float *in, struct nn_shape in_shape, float *out);
+void nn_maxpool3x3s2(const float *in, struct nn_shape in_shape, float *out, int threads);
 
 /* Global average pool: in [C][N][H][W] -> out [C][N]. */
 void nn_avgpool_global(const float *in, struct nn_shape in_shape, float *out);

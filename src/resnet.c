@@ -163,6 +163,7 @@ void resnet_free(struct resnet *m)
 struct resnet_ctx {
 	const struct resnet *model;
 	int max_batch;
+	int threads;
 	float *stem_out;   /* [64][N][112][112] */
 	float *act[4];     /* block activations, each sized for the largest: [64][N][56][56] */
 	float *scratch;    /* im2col / Winograd buffers, the largest any layer needs */
@@ -170,47 +171,48 @@ struct resnet_ctx {
 };
 
 /* Walk the layers with shapes only, to size the scratch and activations. */
-static size_t max_scratch(const struct resnet *m, int n)
+static size_t max_scratch(const struct resnet *m, int n, int threads)
 {
 	struct nn_shape s = { 3, n, RESNET_INPUT, RESNET_INPUT };
-	size_t need_floats = nn_conv_scratch_floats(&m->stem, s);
+	size_t need_floats = nn_conv_scratch_floats(&m->stem, s, threads);
 
 	s = nn_maxpool_out_shape(nn_conv_out_shape(&m->stem, s));
 	for (int b = 0; b < RESNET_BLOCKS; b++) {
 		const struct resnet_block *blk = &m->blocks[b];
-		size_t x = nn_conv_scratch_floats(&blk->a, s);
+		size_t x = nn_conv_scratch_floats(&blk->a, s, threads);
 		struct nn_shape mid = nn_conv_out_shape(&blk->a, s);
 
 		if (x > need_floats)
 			need_floats = x;
-		if (blk->has_down && (x = nn_conv_scratch_floats(&blk->down, s)) > need_floats)
+		if (blk->has_down && (x = nn_conv_scratch_floats(&blk->down, s, threads)) > need_floats)
 			need_floats = x;
-		if ((x = nn_conv_scratch_floats(&blk->b, mid)) > need_floats)
+		if ((x = nn_conv_scratch_floats(&blk->b, mid, threads)) > need_floats)
 			need_floats = x;
 		s = nn_conv_out_shape(&blk->b, mid);
 	}
 	return need_floats;
 }
 
-struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch)
+struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch, int threads)
 {
 	const size_t n = (size_t)max_batch;
 	struct resnet_ctx *ctx;
 
-	if (max_batch < 1)
+	if (max_batch < 1 || threads < 1)
 		return NULL;
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL)
 		return NULL;
 	ctx->model = m;
 	ctx->max_batch = max_batch;
+	ctx->threads = threads;
 	ctx->stem_out = malloc(64 * n * 112 * 112 * sizeof(float));
 	for (int i = 0; i < 4; i++) {
 		ctx->act[i] = malloc(64 * n * 56 * 56 * sizeof(float));
 		if (ctx->act[i] == NULL)
 			goto fail;
 	}
-	ctx->scratch = malloc(max_scratch(m, max_batch) * sizeof(float) + 64);
+	ctx->scratch = malloc(max_scratch(m, max_batch, threads) * sizeof(float) + 64);
 	ctx->pooled = malloc(512 * n * sizeof(float));
 	if (ctx->stem_out == NULL || ctx->scratch == NULL || ctx->pooled == NULL)
 		goto fail;
@@ -251,9 +253,9 @@ void resnet_forward(struct resnet_ctx *ctx, const float *in, int n, float *logit
 			memcpy(ctx->act[0] + ((size_t)c * n + i) * plane, in + ((size_t)i * 3 + c) * plane,
 			       plane * sizeof(float));
 
-	nn_conv_forward(&m->stem, ctx->act[0], s, NULL, 1, ctx->stem_out, ctx->scratch);
+	nn_conv_forward(&m->stem, ctx->act[0], s, NULL, 1, ctx->stem_out, ctx->scratch, ctx->threads);
 	s = nn_conv_out_shape(&m->stem, s);
-	nn_maxpool3x3s2(ctx->stem_out, s, ctx->act[1]);
+	nn_maxpool3x3s2(ctx->stem_out, s, ctx->act[1], ctx->threads);
 	s = nn_maxpool_out_shape(s);
 	cur = 1;
 
@@ -265,12 +267,12 @@ void resnet_forward(struct resnet_ctx *ctx, const float *in, int n, float *logit
 		float *o = ctx->act[(cur + 3) % 4];
 		struct nn_shape mid = nn_conv_out_shape(&blk->a, s);
 
-		nn_conv_forward(&blk->a, x, s, NULL, 1, t, ctx->scratch);
+		nn_conv_forward(&blk->a, x, s, NULL, 1, t, ctx->scratch, ctx->threads);
 		if (blk->has_down)
-			nn_conv_forward(&blk->down, x, s, NULL, 0, r, ctx->scratch);
+			nn_conv_forward(&blk->down, x, s, NULL, 0, r, ctx->scratch, ctx->threads);
 		else
 			r = x;
-		nn_conv_forward(&blk->b, t, mid, r, 1, o, ctx->scratch);
+		nn_conv_forward(&blk->b, t, mid, r, 1, o, ctx->scratch, ctx->threads);
 		s = nn_conv_out_shape(&blk->b, mid);
 		cur = (cur + 3) % 4;
 	}

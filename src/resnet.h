@@ -59,11 +59,12 @@ const char *resnet_model_id(const struct resnet *m);
 void resnet_free(struct resnet *m);
 
 /*
- * Per-caller scratch for forward passes of up to max_batch images: every
- * activation and im2col/Winograd buffer, allocated once here so that
- * resnet_forward() never allocates. NULL when out of memory.
+ * Per-caller scratch for forward passes of up to max_batch images on
+ * `threads` threads: every activation and im2col/Winograd buffer, allocated
+ * once here so that resnet_forward() never allocates. NULL when out of
+ * memory. A service worker uses one thread; the command line may use more.
  */
-struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch);
+struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch, int threads);
 void resnet_ctx_free(struct resnet_ctx *ctx);
 int resnet_ctx_max_batch(const struct resnet_ctx *ctx);
 

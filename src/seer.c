@@ -349,11 +349,10 @@ static int cmd_classify(int argc, char **argv)
 		log_error("classify needs at least one image");
 		return 2;
 	}
-	blas_set_threads(threads);
 	m = open_model(model_path);
 	if (m == NULL)
 		return 1;
-	ctx = resnet_ctx_new(m, CLASSIFY_BATCH);
+	ctx = resnet_ctx_new(m, CLASSIFY_BATCH, threads);
 	in = malloc((size_t)CLASSIFY_BATCH * IMAGE_FLOATS * sizeof(float));
 	logits = malloc((size_t)CLASSIFY_BATCH * RESNET_CLASSES * sizeof(float));
 	if (ctx == NULL || in == NULL || logits == NULL) {
@@ -453,11 +452,10 @@ static int cmd_bench(int argc, char **argv)
 		log_error("bench takes no positional arguments");
 		return 2;
 	}
-	blas_set_threads(threads);
 	m = open_model(model_path);
 	if (m == NULL)
 		return 1;
-	ctx = resnet_ctx_new(m, batch);
+	ctx = resnet_ctx_new(m, batch, threads);
 	in = malloc((size_t)batch * IMAGE_FLOATS * sizeof(float));
 	logits = malloc((size_t)batch * RESNET_CLASSES * sizeof(float));
 	times = malloc((size_t)iters * sizeof(double));
@@ -596,11 +594,10 @@ static int cmd_forward(int argc, char **argv)
 		goto out;
 	}
 	n = (int)(len / image_bytes);
-	blas_set_threads(threads);
 	m = open_model(model_path);
 	if (m == NULL)
 		goto out;
-	ctx = resnet_ctx_new(m, n);
+	ctx = resnet_ctx_new(m, n, threads);
 	logits = malloc((size_t)n * RESNET_CLASSES * sizeof(float));
 	if (ctx == NULL || logits == NULL) {
 		log_error("out of memory");
@@ -653,6 +650,8 @@ int main(int argc, char **argv)
 			/* only commands that run the network care which BLAS kernels load */
 			if (commands[i].run != cmd_convert && commands[i].run != cmd_preprocess)
 				blas_ensure_core(argv);
+			/* seer splits the work over its own threads, each running sgemm alone */
+			blas_set_threads(1);
 			return commands[i].run(argc - 1, argv + 1);
 		}
 	}

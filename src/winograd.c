@@ -7,9 +7,10 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <limits.h>
 #include <string.h>
-#ifdef WINO_TUNE
-#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 /*
@@ -64,20 +65,21 @@ struct wino_plan {
 	int tw, th;     /* tiles per tile row, tile rows per image */
 	int rows;       /* tile rows in the batch: n * th */
 	int block_rows; /* tile rows per round of 36 GEMMs */
-	int pw;         /* floats per phase in the row work buffers */
+	int hw;         /* tiles a tile row's vectors cover: tw rounded up to WINO_VL */
 	size_t ldt;     /* row stride of V and M: block tiles plus overrun room */
-	size_t vs, ms;  /* stride of the 36 matrices of V ([c][ldt]) and M ([k][ldt]) */
+	size_t xs;      /* stride of the matrix slots holding V ([c][ldt]) and M ([k][ldt]) */
 };
 
 /*
- * Bytes of V + M (transformed input and output tiles) that one block of tile
- * rows should stay under, so that they are still in the L2 cache when the
- * GEMMs and then the output transform read them. Measured on a 2 MB-L2 Xeon:
- * 64@56x56 runs best with blocks of about 2 MB, and larger blocks lose less
- * than smaller ones. Fixed rather than probed, so a given shape always runs
- * the same way.
+ * Bytes of matrix slots (transformed input and output tiles, see
+ * wino_conv3x3) one block of tile rows should stay under, so that they are
+ * still in the 2 MB L2 cache, next to U and the activations, when the GEMMs
+ * and then the output transform read them. On that Xeon 64@56x56 runs
+ * equally well with blocks of 5 to 16 tile rows (0.7 to 2 MB) and worse
+ * outside. Fixed rather than probed, so a given shape always runs the same
+ * way.
  */
-#define WINO_BLOCK_BYTES ((size_t)2 << 20)
+#define WINO_BLOCK_BYTES ((size_t)1 << 20)
 
 /*
  * The transforms write (or read) the same row of all 36 matrices at once.
@@ -97,42 +99,33 @@ static void wino_plan_init(struct wino_plan *p, int k, int c, int n, int h, int 
 	size_t per_row, u_bytes, fit, blocks, nvec;
 
 	assert(k > 0 && c > 0 && n > 0 && h > 0 && w > 0);
+	/* tile counts and GEMM leading dimensions are ints */
+	assert((size_t)n * ((h + 3) / 4) * ((w + 3) / 4 + WINO_VL) < INT_MAX / 16);
 	p->tw = (w + 3) / 4;
 	p->th = (h + 3) / 4;
 	p->rows = n * p->th;
 	nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
-	/*
-	 * Phase rows 0 and 1 are also read one tile on (e[4], e[5]), so they
-	 * hold tw + 1 tiles: a vector more only when tw fills its vectors.
-	 */
-	p->pw = (int)((nvec + (p->tw % WINO_VL == 0)) * WINO_VL);
+	p->hw = (int)(nvec * WINO_VL);
 
 	/*
 	 * Every block streams all of U through the GEMMs again. Block only
 	 * when that costs less than the round trip of V and M through L3
-	 * (twice, written then read) which blocking saves: so 64@56x56 is
-	 * blocked, and the deeper layers, whose U is large, are not.
+	 * which blocking saves: so 64@56x56 is blocked, and the deeper layers,
+	 * whose U is large, are not (measured: blocking them is slower).
 	 */
-	per_row = 36 * sizeof(float) * ((size_t)k + c) * p->tw;
+	per_row = 36 * sizeof(float) * (size_t)(k > c ? k : c) * p->tw;
 	u_bytes = 36 * sizeof(float) * (size_t)k * c;
 	fit = WINO_BLOCK_BYTES / per_row;
 	if (fit < 1)
 		fit = 1;
 	blocks = ((size_t)p->rows + fit - 1) / fit;
-	if ((blocks - 1) * u_bytes > (size_t)p->rows * per_row / 2)
+	if ((blocks - 1) * u_bytes > (size_t)p->rows * per_row)
 		blocks = 1;
 	p->block_rows = (int)(((size_t)p->rows + blocks - 1) / blocks);
-#ifdef WINO_TUNE
-	if (getenv("WINO_BLOCK_ROWS"))
-		p->block_rows = atoi(getenv("WINO_BLOCK_ROWS"));
-	if (p->block_rows > p->rows)
-		p->block_rows = p->rows;
-#endif
 	/* the last row of a block writes up to a whole vector past its end */
-	p->ldt = (size_t)(p->block_rows - 1) * p->tw + nvec * WINO_VL;
+	p->ldt = (size_t)(p->block_rows - 1) * p->tw + p->hw;
 	p->ldt = (p->ldt + 15) & ~(size_t)15;
-	p->vs = wino_matrix_stride((size_t)c * p->ldt);
-	p->ms = wino_matrix_stride((size_t)k * p->ldt);
+	p->xs = wino_matrix_stride((size_t)(k > c ? k : c) * p->ldt);
 }
 
 size_t wino_weight_floats(int k, int c)
@@ -170,12 +163,20 @@ void wino_weight_transform(const float *w, int k, int c, float *u)
 	}
 }
 
-size_t wino_scratch_floats(int k, int c, int n, int h, int w)
+/* Floats of row work space one thread's transforms need. */
+static size_t wino_work_floats(const struct wino_plan *p)
+{
+	/* the larger of the input's 4 * WINO_VL + 36 * hw and the output's 24 * hw + WINO_VL */
+	return 36 * (size_t)p->hw + 4 * WINO_VL;
+}
+
+size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads)
 {
 	struct wino_plan p;
 
 	wino_plan_init(&p, k, c, n, h, w);
-	return 36 * (p.vs + p.ms) + 56 * (size_t)p.pw;
+	/* one thread shares matrix slots between V and M (37); several keep them apart (72) */
+	return (threads > 1 ? 72 : 37) * p.xs + (size_t)threads * wino_work_floats(&p);
 }
 
 /* Unaligned vector load and store; macros, because passing or returning
@@ -207,28 +208,18 @@ WINO_INLINE void wino_bt6(const wino_vf *e, float *dst, size_t stride)
 	WINO_STORE(dst + 5 * stride, o);
 }
 
-/* One 1-D step of A^T m A: o[q] = sum_l A^T[q][l] e[l], e[l] at src[l], o[q] to dst + q * stride. */
-WINO_INLINE void wino_at6(const float *const src[6], float *dst, size_t stride)
+/* One 1-D step of A^T m A on vectors: o[q] = sum_l A^T[q][l] e[l], o[q] to dst + q * stride. */
+WINO_INLINE void wino_at6(const wino_vf *e, float *dst, size_t stride)
 {
-	wino_vf e0, e1, e2, e3, e4, e5, a, b, c, d, o;
+	wino_vf a = e[1] + e[2], b = e[1] - e[2], c = e[3] + e[4], d = e[3] - e[4], o;
 
-	WINO_LOAD(e0, src[0]);
-	WINO_LOAD(e1, src[1]);
-	WINO_LOAD(e2, src[2]);
-	WINO_LOAD(e3, src[3]);
-	WINO_LOAD(e4, src[4]);
-	WINO_LOAD(e5, src[5]);
-	a = e1 + e2;
-	b = e1 - e2;
-	c = e3 + e4;
-	d = e3 - e4;
-	o = e0 + a + c;
+	o = e[0] + a + c;
 	WINO_STORE(dst, o);
 	o = b + 2 * d;
 	WINO_STORE(dst + stride, o);
 	o = a + 4 * c;
 	WINO_STORE(dst + 2 * stride, o);
-	o = b + 8 * d + e5;
+	o = b + 8 * d + e[5];
 	WINO_STORE(dst + 3 * stride, o);
 }
 
@@ -285,58 +276,69 @@ WINO_INLINE void wino_row_vec(wino_vf *v, const float *src, int w, int m)
 }
 
 /*
- * Split four vectors d[0..3] (32 consecutive floats e) by index mod 4:
- * ph[p * pw + t] = e[4 * t + p] for t < WINO_VL. Two rounds of two-input
- * shuffles (one vpermt2ps each on AVX-512).
+ * The four phases of tiles [WINO_VL * g, WINO_VL * (g + 1)) of one input row:
+ * ph[p][t] = src[4 * (WINO_VL * g + t) + p - 1], zero outside [0, w). Two
+ * rounds of two-input shuffles (one vpermt2ps each on AVX-512). Rows
+ * narrower than a vector are read from line, 4 * WINO_VL floats holding
+ * the row at 1 .. w and zeros elsewhere.
  */
-WINO_INLINE void wino_deinterleave4(const wino_vf d[4], float *ph, size_t pw)
+WINO_INLINE void wino_row_phases(const float *src, int w, const float *line, int g,
+				 wino_vf ph[4])
 {
-	wino_vf s0, s1, s2, s3, o;
+	wino_vf d[4], s0, s1, s2, s3;
 
+	if (w >= WINO_VL) {
+		wino_row_vec(&d[0], src, w, 4 * g);
+		wino_row_vec(&d[1], src, w, 4 * g + 1);
+		wino_row_vec(&d[2], src, w, 4 * g + 2);
+		wino_row_vec(&d[3], src, w, 4 * g + 3);
+	} else {
+		WINO_LOAD(d[0], line + 4 * WINO_VL * g);
+		WINO_LOAD(d[1], line + 4 * WINO_VL * g + WINO_VL);
+		WINO_LOAD(d[2], line + 4 * WINO_VL * g + 2 * WINO_VL);
+		WINO_LOAD(d[3], line + 4 * WINO_VL * g + 3 * WINO_VL);
+	}
 	s0 = __builtin_shufflevector(d[0], d[1], 0, 4, 8, 12, 1, 5, 9, 13);
 	s1 = __builtin_shufflevector(d[0], d[1], 2, 6, 10, 14, 3, 7, 11, 15);
 	s2 = __builtin_shufflevector(d[2], d[3], 0, 4, 8, 12, 1, 5, 9, 13);
 	s3 = __builtin_shufflevector(d[2], d[3], 2, 6, 10, 14, 3, 7, 11, 15);
-	o = __builtin_shufflevector(s0, s2, 0, 1, 2, 3, 8, 9, 10, 11);
-	WINO_STORE(ph, o);
-	o = __builtin_shufflevector(s0, s2, 4, 5, 6, 7, 12, 13, 14, 15);
-	WINO_STORE(ph + pw, o);
-	o = __builtin_shufflevector(s1, s3, 0, 1, 2, 3, 8, 9, 10, 11);
-	WINO_STORE(ph + 2 * pw, o);
-	o = __builtin_shufflevector(s1, s3, 4, 5, 6, 7, 12, 13, 14, 15);
-	WINO_STORE(ph + 3 * pw, o);
+	ph[0] = __builtin_shufflevector(s0, s2, 0, 1, 2, 3, 8, 9, 10, 11);
+	ph[1] = __builtin_shufflevector(s0, s2, 4, 5, 6, 7, 12, 13, 14, 15);
+	ph[2] = __builtin_shufflevector(s1, s3, 0, 1, 2, 3, 8, 9, 10, 11);
+	ph[3] = __builtin_shufflevector(s1, s3, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 /*
- * The phase row of one input row: ph[p][t] = src[4 * t + p - 1] for
- * t < pw, zero outside [0, w). line is 4 * pw floats of work space whose
- * first float and those from w + 1 on are zero; only rows narrower than a
- * vector go through it.
+ * B^T along one input row: hr[l][tx] = sum_m B^T[l][m] row[4*tx - 1 + m]
+ * for tx < nvec * WINO_VL (hr is [6][nvec * WINO_VL]). e[m] of tile tx is
+ * phase m % 4 of tile tx + m / 4; the shifted phases come from the next
+ * group's, which exist only when tw fills its vectors (over) and otherwise
+ * feed only lanes past the last tile.
  */
-WINO_INLINE void wino_phase_row(const float *src, int w, float *line, float *ph, size_t pw)
+WINO_INLINE void wino_row_bt(const float *src, int w, const float *line, size_t nvec, int over,
+			     float *hr)
 {
-	wino_vf d[4];
+	size_t hw = nvec * WINO_VL;
+	wino_vf cur[4], next[4], e[6], zero = { 0 };
 
-	if (w >= WINO_VL) {
-		for (size_t t = 0; t < pw; t += WINO_VL) {
-			int m = (int)(t / 2);
-
-			wino_row_vec(&d[0], src, w, m);
-			wino_row_vec(&d[1], src, w, m + 1);
-			wino_row_vec(&d[2], src, w, m + 2);
-			wino_row_vec(&d[3], src, w, m + 3);
-			wino_deinterleave4(d, ph + t, pw);
+	wino_row_phases(src, w, line, 0, cur);
+	for (size_t g = 0; g < nvec; g++) {
+		if (g + 1 < nvec || over) {
+			wino_row_phases(src, w, line, (int)g + 1, next);
+		} else {
+			next[0] = next[1] = next[2] = next[3] = zero;
 		}
-		return;
-	}
-	for (int x = 0; x < w; x++)
-		line[x + 1] = src[x];
-	for (size_t t = 0; t < pw; t += WINO_VL) {
-		WINO_LOAD(d[0], line + 4 * t);
-		WINO_LOAD(d[1], line + 4 * t + WINO_VL);
-		WINO_LOAD(d[2], line + 4 * t + 2 * WINO_VL);
-		WINO_LOAD(d[3], line + 4 * t + 3 * WINO_VL);
-		wino_deinterleave4(d, ph + t, pw);
+		e[0] = cur[0];
+		e[1] = cur[1];
+		e[2] = cur[2];
+		e[3] = cur[3];
+		e[4] = __builtin_shufflevector(cur[0], next[0], 1, 2, 3, 4, 5, 6, 7, 8);
+		e[5] = __builtin_shufflevector(cur[1], next[1], 1, 2, 3, 4, 5, 6, 7, 8);
+		wino_bt6(e, hr + g * WINO_VL, hw);
+		cur[0] = next[0];
+		cur[1] = next[1];
+		cur[2] = next[2];
+		cur[3] = next[3];
 	}
 }
 
@@ -344,11 +346,10 @@ WINO_INLINE void wino_phase_row(const float *src, int w, float *line, float *ph,
  * Input transform of tile rows [r0, r1) for every channel:
  * v[xi][c][t] = (B^T d B)[xi] for tile t = (r - r0) * tw + tx.
  *
- * Each input row is split by x mod 4 into a phase row ph[p][tx] =
- * in[y][4*tx + p - 1] (zero outside the image), so that e[m] of tile tx is
- * ph[m % 4][tx + m / 4] and every step runs on vectors of consecutive tiles.
- * A tile row needs input rows 4*ty - 1 .. 4*ty + 4; the last two are the
- * first two of the next tile row, so their phase rows are kept. Vectors may
+ * B^T is applied along each input row first (wino_row_bt), on vectors of
+ * consecutive tiles; then down the six rows of each tile row, straight into
+ * v. A tile row needs input rows 4*ty - 1 .. 4*ty + 4; the last two are the
+ * first two of the next tile row, so their results are kept. Vectors may
  * run up to WINO_VL - 1 tiles past the row; those columns of v are
  * overwritten by the next row or never read.
  */
@@ -356,20 +357,19 @@ WINO_CLONES
 static void wino_input_block(const struct wino_plan *p, const float *in, int c, int n,
 			     int h, int w, int r0, int r1, float *v, float *work)
 {
-	size_t pw = (size_t)p->pw, xs = p->vs;
-	size_t nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
-	float *line = work;           /* [4 * pw]: a padded input row, if narrow */
-	float *zero = work + 4 * pw;  /* [4][pw]: the phase row of a padding row */
-	float *q = work + 8 * pw;     /* [6][4][pw]: B^T applied down the columns */
-	float *bufs = work + 32 * pw; /* [6][4][pw]: phase rows */
+	size_t xs = p->xs;
+	size_t hw = (size_t)p->hw, nvec = hw / WINO_VL;
+	int over = p->tw % WINO_VL == 0;
+	float *line = work;                  /* [4 * WINO_VL]: a narrow row, padded */
+	float *bufs = work + 4 * WINO_VL;    /* [6][6][hw]: rows after B^T */
 
-	memset(line, 0, 8 * pw * sizeof(float));
+	memset(line, 0, 4 * WINO_VL * sizeof(float));
 	for (int ci = 0; ci < c; ci++) {
-		float *ph[6];
+		float *hr[6];
 		int prev_n = -1;
 
 		for (int j = 0; j < 6; j++)
-			ph[j] = bufs + (size_t)j * 4 * pw;
+			hr[j] = bufs + (size_t)j * 6 * hw;
 		for (int r = r0; r < r1; r++) {
 			int ni = r / p->th, ty = r % p->th;
 			float *dst = v + (size_t)ci * p->ldt + (size_t)(r - r0) * p->tw;
@@ -377,62 +377,41 @@ static void wino_input_block(const struct wino_plan *p, const float *in, int c, 
 
 			if (ni == prev_n) {
 				/* rows 4*ty - 1 and 4*ty were rows 4 and 5 of tile row ty - 1 */
-				float *t0 = ph[0], *t1 = ph[1];
+				float *t0 = hr[0], *t1 = hr[1];
 
-				ph[0] = ph[4];
-				ph[1] = ph[5];
-				ph[4] = t0;
-				ph[5] = t1;
+				hr[0] = hr[4];
+				hr[1] = hr[5];
+				hr[4] = t0;
+				hr[5] = t1;
 				j0 = 2;
 			}
 			prev_n = ni;
 			for (int j = j0; j < 6; j++) {
 				int y = 4 * ty - 1 + j;
+				const float *src;
 
-				/* a copy of zero, not zero itself: ph[4], ph[5] move on */
-				if (y < 0 || y >= h)
-					memcpy(ph[j], zero, 4 * pw * sizeof(float));
-				else
-					wino_phase_row(in + (((size_t)ci * n + ni) * h + y) * w, w,
-						       line, ph[j], pw);
-			}
-			/* phases 2 and 3 are never read past tile nvec * VL */
-			for (size_t e = 0; e < 4 * pw; e += WINO_VL) {
-				wino_vf col[6];
-
-				if (e % pw >= nvec * WINO_VL && e >= 2 * pw)
+				if (y < 0 || y >= h) {
+					memset(hr[j], 0, 6 * hw * sizeof(float));
 					continue;
-				WINO_LOAD(col[0], ph[0] + e);
-				WINO_LOAD(col[1], ph[1] + e);
-				WINO_LOAD(col[2], ph[2] + e);
-				WINO_LOAD(col[3], ph[3] + e);
-				WINO_LOAD(col[4], ph[4] + e);
-				WINO_LOAD(col[5], ph[5] + e);
-				wino_bt6(col, q + e, 4 * pw);
+				}
+				src = in + (((size_t)ci * n + ni) * h + y) * w;
+				if (w < WINO_VL)
+					for (int x = 0; x < w; x++)
+						line[x + 1] = src[x];
+				wino_row_bt(src, w, line, nvec, over, hr[j]);
 			}
-			for (int i = 0; i < 6; i++) {
-				const float *qi = q + (size_t)i * 4 * pw;
-				float *di = dst + (size_t)(6 * i) * xs;
+			for (size_t l = 0; l < 6; l++) {
+				for (size_t tx = 0; tx < hw; tx += WINO_VL) {
+					wino_vf col[6];
 
-				for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
-					wino_vf row[6], next0, next1;
-
-					WINO_LOAD(row[0], qi + tx);
-					WINO_LOAD(row[1], qi + pw + tx);
-					WINO_LOAD(row[2], qi + 2 * pw + tx);
-					WINO_LOAD(row[3], qi + 3 * pw + tx);
-					/*
-					 * e[4], e[5] are phases 0, 1 one tile on. Loading them
-					 * at tx + 1 would straddle two of the stores just
-					 * made, which cannot be forwarded; shift instead. When
-					 * pw has no spare vector, next* is the following phase
-					 * and feeds only the lane past tile tw - 1.
-					 */
-					WINO_LOAD(next0, qi + tx + WINO_VL);
-					WINO_LOAD(next1, qi + pw + tx + WINO_VL);
-					row[4] = __builtin_shufflevector(row[0], next0, 1, 2, 3, 4, 5, 6, 7, 8);
-					row[5] = __builtin_shufflevector(row[1], next1, 1, 2, 3, 4, 5, 6, 7, 8);
-					wino_bt6(row, di + tx, xs);
+					WINO_LOAD(col[0], hr[0] + l * hw + tx);
+					WINO_LOAD(col[1], hr[1] + l * hw + tx);
+					WINO_LOAD(col[2], hr[2] + l * hw + tx);
+					WINO_LOAD(col[3], hr[3] + l * hw + tx);
+					WINO_LOAD(col[4], hr[4] + l * hw + tx);
+					WINO_LOAD(col[5], hr[5] + l * hw + tx);
+					/* point 6*i + l, for i = 0 .. 5 */
+					wino_bt6(col, dst + l * xs + tx, 6 * xs);
 				}
 			}
 		}
@@ -440,13 +419,14 @@ static void wino_input_block(const struct wino_plan *p, const float *in, int c, 
 }
 
 /*
- * One output vector: out[x .. x+8) = relu?(val + bias + res?), for the
- * lanes inside the row [0, w). Lanes past w go through a bounce buffer.
+ * One output vector: dst[x .. x + WINO_VL) = relu?(*in + *bias + res?),
+ * for the lanes inside the row [0, w); lanes past w go through a bounce
+ * buffer. Vectors are passed by pointer: by value, GCC warns about the ABI.
  */
-WINO_INLINE void wino_epilogue(wino_vf val, wino_vf bv, const float *res, int relu,
-			       float *dst, int x, int w, float *bounce)
+WINO_INLINE void wino_epilogue(const wino_vf *in, const wino_vf *bias, const float *res,
+			       int relu, float *dst, int x, int w, float *bounce)
 {
-	wino_vf rv, zero = { 0 };
+	wino_vf val = *in, bv = *bias, rv, zero = { 0 };
 
 	if (x + WINO_VL <= w) {
 		val += bv;
@@ -487,10 +467,9 @@ static void wino_output_block(const struct wino_plan *p, const float *mm, const 
 			      int k, int n, int h, int w, int r0, int r1,
 			      const float *residual, int relu, float *out, float *work)
 {
-	size_t pw = (size_t)p->pw, xs = p->ms;
-	size_t nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
-	float *s = work;                /* [6][4][pw]: A^T applied along the rows */
-	float *bounce = work + 24 * pw; /* [WINO_VL]: a partial output vector */
+	size_t hw = (size_t)p->hw, xs = p->xs;
+	float *s = work;                /* [6][4][hw]: A^T applied along the rows */
+	float *bounce = work + 24 * hw; /* [WINO_VL]: a partial output vector */
 	wino_vf zero = { 0 };
 
 	for (int ki = 0; ki < k; ki++) {
@@ -505,27 +484,32 @@ static void wino_output_block(const struct wino_plan *p, const float *mm, const 
 			for (int i = 0; i < 6; i++) {
 				const float *si = src + (size_t)(6 * i) * xs;
 
-				for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
-					const float *row[6] = { si + tx,          si + xs + tx,
-								si + 2 * xs + tx, si + 3 * xs + tx,
-								si + 4 * xs + tx, si + 5 * xs + tx };
+				for (size_t tx = 0; tx < hw; tx += WINO_VL) {
+					wino_vf row[6];
 
-					wino_at6(row, s + (size_t)i * 4 * pw + tx, pw);
+					WINO_LOAD(row[0], si + tx);
+					WINO_LOAD(row[1], si + xs + tx);
+					WINO_LOAD(row[2], si + 2 * xs + tx);
+					WINO_LOAD(row[3], si + 3 * xs + tx);
+					WINO_LOAD(row[4], si + 4 * xs + tx);
+					WINO_LOAD(row[5], si + 5 * xs + tx);
+					wino_at6(row, s + (size_t)i * 4 * hw + tx, hw);
 				}
 			}
-			for (size_t tx = 0; tx < nvec * WINO_VL; tx += WINO_VL) {
+			for (size_t tx = 0; tx < hw; tx += WINO_VL) {
 				wino_vf o[4][4]; /* [qy][qx] */
 
+				/* A^T down the columns, kept in registers (same sums as wino_at6) */
 				for (int qx = 0; qx < 4; qx++) {
-					const float *sq = s + (size_t)qx * pw + tx;
+					const float *sq = s + (size_t)qx * hw + tx;
 					wino_vf e0, e1, e2, e3, e4, e5, a, b, c, d;
 
 					WINO_LOAD(e0, sq);
-					WINO_LOAD(e1, sq + 4 * pw);
-					WINO_LOAD(e2, sq + 8 * pw);
-					WINO_LOAD(e3, sq + 12 * pw);
-					WINO_LOAD(e4, sq + 16 * pw);
-					WINO_LOAD(e5, sq + 20 * pw);
+					WINO_LOAD(e1, sq + 4 * hw);
+					WINO_LOAD(e2, sq + 8 * hw);
+					WINO_LOAD(e3, sq + 12 * hw);
+					WINO_LOAD(e4, sq + 16 * hw);
+					WINO_LOAD(e5, sq + 20 * hw);
 					a = e1 + e2;
 					b = e1 - e2;
 					c = e3 + e4;
@@ -549,20 +533,20 @@ static void wino_output_block(const struct wino_plan *p, const float *mm, const 
 					s2 = __builtin_shufflevector(o[qy][0], o[qy][1], 4, 5, 6, 7, 12, 13, 14, 15);
 					s3 = __builtin_shufflevector(o[qy][2], o[qy][3], 4, 5, 6, 7, 12, 13, 14, 15);
 					v = __builtin_shufflevector(s0, s1, 0, 4, 8, 12, 1, 5, 9, 13);
-					wino_epilogue(v, bv, res, relu, out + row, x, w, bounce);
+					wino_epilogue(&v, &bv, res, relu, out + row, x, w, bounce);
 					if (x + WINO_VL >= w)
 						continue;
 					v = __builtin_shufflevector(s0, s1, 2, 6, 10, 14, 3, 7, 11, 15);
-					wino_epilogue(v, bv, res, relu, out + row, x + WINO_VL, w, bounce);
+					wino_epilogue(&v, &bv, res, relu, out + row, x + WINO_VL, w, bounce);
 					if (x + 2 * WINO_VL >= w)
 						continue;
 					v = __builtin_shufflevector(s2, s3, 0, 4, 8, 12, 1, 5, 9, 13);
-					wino_epilogue(v, bv, res, relu, out + row, x + 2 * WINO_VL, w,
+					wino_epilogue(&v, &bv, res, relu, out + row, x + 2 * WINO_VL, w,
 						      bounce);
 					if (x + 3 * WINO_VL >= w)
 						continue;
 					v = __builtin_shufflevector(s2, s3, 2, 6, 10, 14, 3, 7, 11, 15);
-					wino_epilogue(v, bv, res, relu, out + row, x + 3 * WINO_VL, w,
+					wino_epilogue(&v, &bv, res, relu, out + row, x + 3 * WINO_VL, w,
 						      bounce);
 				}
 			}
@@ -570,38 +554,83 @@ static void wino_output_block(const struct wino_plan *p, const float *mm, const 
 	}
 }
 
+/* [lo, hi) of t's share of count items among nt threads. */
+static void wino_share(int count, int t, int nt, int *lo, int *hi)
+{
+	*lo = (int)((long)count * t / nt);
+	*hi = (int)((long)count * (t + 1) / nt);
+}
+
 void wino_conv3x3(const float *u, const float *bias, int k, int c,
 		  const float *in, int n, int h, int w,
-		  const float *residual, int relu, float *out, float *scratch)
+		  const float *residual, int relu, float *out, float *scratch, int threads)
 {
 	struct wino_plan p;
-	size_t kc = (size_t)k * c;
+	size_t kc = (size_t)k * c, plane = (size_t)n * h * w;
 	float *v, *m, *work;
 
+	assert(threads >= 1);
 	wino_plan_init(&p, k, c, n, h, w);
-	v = scratch;            /* [36][c][ldt], matrices p.vs apart */
-	m = v + 36 * p.vs;      /* [36][k][ldt], matrices p.ms apart */
-	work = m + 36 * p.ms;   /* [56][pw] */
+	/*
+	 * One thread: 37 matrix slots, V[xi] in slot xi + 1, and GEMM xi
+	 * writes M[xi] into slot xi, whose V[xi - 1] the previous GEMM has
+	 * consumed: half the memory of separate V and M, so a block stays in
+	 * L2. Several threads run the GEMMs out of order, so V and M get
+	 * separate slots.
+	 */
+	m = scratch;                                  /* [36][k][ldt], matrices p.xs apart */
+	v = scratch + (threads > 1 ? 36 : 1) * p.xs;  /* [36][c][ldt], matrices p.xs apart */
+	work = scratch + (threads > 1 ? 72 : 37) * p.xs; /* row work space, one per thread */
 
 	/*
-	 * The output transform reads whole vectors past a block's last tile.
-	 * The GEMMs never write those columns, and later blocks have no more
-	 * tiles than the first, so zeroing them once keeps them finite.
+	 * Threads split the input transform by input channel, the 36 GEMMs by
+	 * transform point and the output transform by output channel, with a
+	 * barrier between the phases; each runs its GEMMs single-threaded.
 	 */
-	for (int xi = 0; xi < 36; xi++)
-		for (size_t row = 0; row < (size_t)k; row++)
-			memset(m + xi * p.ms + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
-			       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
-	for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
-		int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
-		int tiles = (r1 - r0) * p.tw;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+	{
+		int t = 0, nt = 1, c0, c1, k0, k1;
+		float *my_work;
 
-		wino_input_block(&p, in, c, n, h, w, r0, r1, v, work);
+#ifdef _OPENMP
+		t = omp_get_thread_num();
+		nt = omp_get_num_threads();
+#endif
+		my_work = work + (size_t)t * wino_work_floats(&p);
+		wino_share(c, t, nt, &c0, &c1);
+		wino_share(k, t, nt, &k0, &k1);
+
+		/*
+		 * The output transform reads whole vectors past a block's last
+		 * tile. The GEMMs never write those columns, and the input
+		 * transform only writes finite values there, so zeroing them once
+		 * keeps them finite.
+		 */
+#pragma omp for schedule(static)
 		for (int xi = 0; xi < 36; xi++)
-			/* [k][tiles] = [k][c] x [c][tiles] */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
-				    u + xi * kc, c, v + xi * p.vs, (int)p.ldt, 0.0f,
-				    m + xi * p.ms, (int)p.ldt);
-		wino_output_block(&p, m, bias, k, n, h, w, r0, r1, residual, relu, out, work);
+			for (size_t row = 0; row < (size_t)k; row++)
+				memset(m + xi * p.xs + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
+				       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
+		for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
+			int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
+			int tiles = (r1 - r0) * p.tw;
+
+			if (c1 > c0)
+				wino_input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
+						 v + (size_t)c0 * p.ldt, my_work);
+#pragma omp barrier
+#pragma omp for schedule(static)
+			for (int xi = 0; xi < 36; xi++)
+				/* [k][tiles] = [k][c] x [c][tiles] */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
+					    u + xi * kc, c, v + xi * p.xs, (int)p.ldt, 0.0f,
+					    m + xi * p.xs, (int)p.ldt);
+			if (k1 > k0)
+				wino_output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL, k1 - k0,
+						  n, h, w, r0, r1, residual ? residual + k0 * plane : NULL, relu,
+						  out + k0 * plane, my_work);
+			/* the next block's input transform overwrites V (and, alone, M) */
+#pragma omp barrier
+		}
 	}
 }

@@ -10,10 +10,17 @@
  * buffer is the caller's. Sizes are programmer-chosen (they come from the
  * model definition), so bad sizes are broken invariants and assert.
  *
- * Numerics: results match a double-precision direct convolution to about
- * 1e-6 of the output's largest magnitude for ResNet-like data (see
- * tests/test_winograd.c); the F(4,3) transforms lose a few bits more than
- * im2col because of the 1/6 and 1/24 filter coefficients.
+ * Numerics: on ResNet-like data (He-scaled weights, inputs in [-1, 1],
+ * 64 to 512 channels) max |error| / max |output| against a double-precision
+ * direct convolution is about 1e-5 (tests/test_winograd.c checks 1e-4),
+ * some 15 times that of fp32 im2col + sgemm (about 5e-7): the transforms'
+ * 1/6 and 1/24 filter factors and the 4 and 8 output factors cost bits.
+ *
+ * Speed: the tile transforms have AVX-512 and AVX2 builds chosen at load
+ * time; on CPUs without AVX2 they still work but run about 6 times slower.
+ * Winograd pays off where the GEMMs stay compute-bound; for 512 channels at
+ * 7x7 and batch 1 its 36 weight matrices (4x the filter bytes) make the
+ * GEMMs memory-bound and im2col + sgemm is faster (bench/wino_layers.c).
  */
 #ifndef SEER_WINOGRAD_H
 #define SEER_WINOGRAD_H
@@ -33,11 +40,12 @@ size_t wino_weight_floats(int k, int c);
 void wino_weight_transform(const float *w, int k, int c, float *u);
 
 /*
- * Floats of scratch that wino_conv3x3 needs for these sizes (transformed
- * input and output tiles for one block of the batch, plus a few rows of
- * work space). Any alignment works; 64 bytes is best.
+ * Floats of scratch that wino_conv3x3 needs for these sizes on this many
+ * threads (transformed input and output tiles for one block of the batch,
+ * plus a few rows of work space per thread). Any alignment works; 64 bytes
+ * is best.
  */
-size_t wino_scratch_floats(int k, int c, int n, int h, int w);
+size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads);
 
 /*
  * out[k][n][h][w] = relu?(conv3x3_pad1(in) + bias[k] + residual?)
@@ -48,13 +56,15 @@ size_t wino_scratch_floats(int k, int c, int n, int h, int w);
  * out: [k][n][h][w]; it must not overlap in, and may be the same pointer
  * as residual (each element is read before it is written) but must not
  * otherwise overlap it.
- * scratch: wino_scratch_floats(k, c, n, h, w) floats, contents ignored and
- * clobbered.
- * All buffers belong to the caller; the function cannot fail. It calls
- * cblas_sgemm, so it runs on as many threads as OpenBLAS is set to use.
+ * scratch: wino_scratch_floats(k, c, n, h, w, threads) floats, contents
+ * ignored and clobbered.
+ * threads: OpenMP threads to split the work over (input channels, transform
+ * points, output channels); each calls cblas_sgemm on its own share, so
+ * OpenBLAS should be set to one thread.
+ * All buffers belong to the caller; the function cannot fail.
  */
 void wino_conv3x3(const float *u, const float *bias, int k, int c,
 		  const float *in, int n, int h, int w,
-		  const float *residual, int relu, float *out, float *scratch);
+		  const float *residual, int relu, float *out, float *scratch, int threads);
 
 #endif

@@ -76,7 +76,7 @@ static void naive_conv(const struct nn_conv *cv, const float *w, const float *in
 }
 
 static void check_conv(enum nn_conv_algo algo, int k, int c, int ks, int stride, int pad,
-		       int n, int h, int w, int with_res, int relu)
+		       int n, int h, int w, int with_res, int relu, int threads)
 {
 	struct nn_shape is = { c, n, h, w }, os;
 	float *weight = rnd_buf((size_t)k * c * ks * ks), *bias = rnd_buf((size_t)k);
@@ -96,15 +96,15 @@ static void check_conv(enum nn_conv_algo algo, int k, int c, int ks, int stride,
 	res = with_res ? rnd_buf(on) : NULL;
 	out = malloc(on * sizeof(float));
 	ref = malloc(on * sizeof(float));
-	scratch = malloc(nn_conv_scratch_floats(&cv, is) * sizeof(float) + 4);
-	nn_conv_forward(&cv, in, is, res, relu, out, scratch);
+	scratch = malloc(nn_conv_scratch_floats(&cv, is, threads) * sizeof(float) + 4);
+	nn_conv_forward(&cv, in, is, res, relu, out, scratch, threads);
 	naive_conv(&cv, weight, in, is, res, relu, ref);
 	{
 		double e = rel_err(out, ref, on);
 
 		tap_ok(e < 1e-5 || (algo == NN_CONV_WINOGRAD && e < 1e-4),
-		       "conv algo %d K%d C%d %dx%d/s%d p%d N%d %dx%d res%d relu%d: rel err %.2e",
-		       algo, k, c, ks, ks, stride, pad, n, h, w, with_res, relu, e);
+		       "conv algo %d K%d C%d %dx%d/s%d p%d N%d %dx%d res%d relu%d threads %d: rel err %.2e",
+		       algo, k, c, ks, ks, stride, pad, n, h, w, with_res, relu, threads, e);
 	}
 	free(weight);
 	free(bias);
@@ -116,14 +116,14 @@ static void check_conv(enum nn_conv_algo algo, int k, int c, int ks, int stride,
 	free(scratch);
 }
 
-static void check_maxpool(int c, int n, int h, int w)
+static void check_maxpool(int c, int n, int h, int w, int threads)
 {
 	struct nn_shape is = { c, n, h, w }, os = nn_maxpool_out_shape(is);
 	size_t on = (size_t)c * n * os.h * os.w;
 	float *in = rnd_buf((size_t)c * n * h * w), *out = malloc(on * sizeof(float));
 	int bad = 0;
 
-	nn_maxpool3x3s2(in, is, out);
+	nn_maxpool3x3s2(in, is, out, threads);
 	for (int p = 0; p < c; p++)
 		for (int b = 0; b < n; b++)
 			for (int oy = 0; oy < os.h; oy++)
@@ -198,21 +198,28 @@ static void check_softmax(void)
 int main(void)
 {
 	/* the convolutions ResNet-18 has, at reduced spatial size, plus odd shapes */
-	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 1, 32, 32, 0, 1);
-	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 3, 31, 29, 0, 1);
-	check_conv(NN_CONV_IM2COL, 24, 16, 3, 1, 1, 2, 15, 9, 1, 1);
-	check_conv(NN_CONV_IM2COL, 32, 16, 3, 2, 1, 2, 14, 14, 0, 1);
-	check_conv(NN_CONV_IM2COL, 8, 8, 3, 2, 1, 1, 7, 7, 1, 0);
-	check_conv(NN_CONV_IM2COL, 8, 4, 3, 1, 1, 1, 1, 1, 0, 0);
-	check_conv(NN_CONV_1X1, 32, 16, 1, 2, 0, 2, 14, 14, 0, 0);
-	check_conv(NN_CONV_1X1, 32, 16, 1, 2, 0, 1, 7, 7, 0, 0);
-	check_conv(NN_CONV_1X1, 16, 8, 1, 1, 0, 3, 5, 6, 1, 1);
-	check_conv(NN_CONV_WINOGRAD, 16, 8, 3, 1, 1, 1, 14, 14, 0, 1);
-	check_conv(NN_CONV_WINOGRAD, 16, 24, 3, 1, 1, 3, 7, 7, 1, 1);
-	check_conv(NN_CONV_WINOGRAD, 8, 8, 3, 1, 1, 2, 9, 5, 1, 0);
-	check_maxpool(4, 2, 112, 112);
-	check_maxpool(3, 1, 7, 6);
-	check_maxpool(2, 1, 1, 1);
+	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 1, 32, 32, 0, 1, 1);
+	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 3, 31, 29, 0, 1, 1);
+	check_conv(NN_CONV_IM2COL, 24, 16, 3, 1, 1, 2, 15, 9, 1, 1, 1);
+	check_conv(NN_CONV_IM2COL, 32, 16, 3, 2, 1, 2, 14, 14, 0, 1, 1);
+	check_conv(NN_CONV_IM2COL, 8, 8, 3, 2, 1, 1, 7, 7, 1, 0, 1);
+	check_conv(NN_CONV_IM2COL, 8, 4, 3, 1, 1, 1, 1, 1, 0, 0, 1);
+	check_conv(NN_CONV_1X1, 32, 16, 1, 2, 0, 2, 14, 14, 0, 0, 1);
+	check_conv(NN_CONV_1X1, 32, 16, 1, 2, 0, 1, 7, 7, 0, 0, 1);
+	check_conv(NN_CONV_1X1, 16, 8, 1, 1, 0, 3, 5, 6, 1, 1, 1);
+	check_conv(NN_CONV_WINOGRAD, 16, 8, 3, 1, 1, 1, 14, 14, 0, 1, 1);
+	check_conv(NN_CONV_WINOGRAD, 16, 24, 3, 1, 1, 3, 7, 7, 1, 1, 1);
+	check_conv(NN_CONV_WINOGRAD, 8, 8, 3, 1, 1, 2, 9, 5, 1, 0, 1);
+	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 2, 80, 80, 0, 1, 1); /* im2col in pieces */
+	/* two threads: whole-matrix and piecewise im2col, 1x1, Winograd, maxpool */
+	check_conv(NN_CONV_IM2COL, 16, 3, 7, 2, 3, 3, 64, 48, 1, 1, 2);
+	check_conv(NN_CONV_IM2COL, 40, 16, 3, 1, 1, 2, 15, 9, 1, 1, 2);
+	check_conv(NN_CONV_1X1, 40, 16, 1, 2, 0, 2, 14, 14, 1, 0, 2);
+	check_conv(NN_CONV_WINOGRAD, 24, 16, 3, 1, 1, 2, 14, 14, 1, 1, 2);
+	check_maxpool(5, 3, 31, 30, 2);
+	check_maxpool(4, 2, 112, 112, 1);
+	check_maxpool(3, 1, 7, 6, 1);
+	check_maxpool(2, 1, 1, 1, 1);
 	check_avgpool_linear(64, 3, 7, 100);
 	check_avgpool_linear(512, 1, 7, 1000);
 	check_softmax();

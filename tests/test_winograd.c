@@ -43,6 +43,10 @@ static const struct shape shapes[] = {
 	{ 2, 9, 1, 3, 70, 0, 1, 1, "k=2 c=9 3x70 (one tile row, long), relu" },
 	{ 16, 8, 2, 61, 2, 1, 1, 1, "k=16 c=8 61x2 n=2, residual, relu" },
 	{ 8, 8, 5, 33, 33, 0, 1, 0, "k=8 c=8 33x33 n=5, relu, no bias" },
+	{ 4, 3, 2, 9, 32, 1, 1, 1, "k=4 c=3 9x32 n=2 (8 tiles a row), residual, relu" },
+	{ 3, 5, 1, 6, 64, 0, 1, 1, "k=3 c=5 6x64 (16 tiles a row), relu" },
+	{ 5, 4, 2, 30, 29, 2, 0, 1, "k=5 c=4 30x29 n=2 (8 tiles, partial), residual in place" },
+	{ 32, 32, 3, 40, 40, 1, 1, 1, "32@40x40 n=3, GEMM blocks straddle images" },
 };
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -100,12 +104,12 @@ static void conv_ref(const float *wt, const float *bias, int k, int c, const flo
 				}
 }
 
-/* Runs one shape; returns 1 if it passes. */
-static int run_shape(int num, const struct shape *s)
+/* Runs one shape on this many threads; returns 1 if it passes. */
+static int run_shape(int num, const struct shape *s, int threads)
 {
 	size_t in_len = (size_t)s->c * s->n * s->h * s->w;
 	size_t out_len = (size_t)s->k * s->n * s->h * s->w;
-	size_t scratch_len = wino_scratch_floats(s->k, s->c, s->n, s->h, s->w);
+	size_t scratch_len = wino_scratch_floats(s->k, s->c, s->n, s->h, s->w, threads);
 	size_t u_len = wino_weight_floats(s->k, s->c);
 	float *wt = malloc(sizeof(float) * (size_t)s->k * s->c * 9);
 	float *bias = malloc(sizeof(float) * s->k);
@@ -141,7 +145,7 @@ static int run_shape(int num, const struct shape *s)
 		memcpy(out, res, sizeof(float) * out_len);
 	wino_conv3x3(u, s->bias ? bias : NULL, s->k, s->c, in, s->n, s->h, s->w,
 		     s->residual == 1 ? res : s->residual == 2 ? out : NULL, s->relu, out,
-		     scratch);
+		     scratch, threads);
 
 	for (size_t i = 0; i < out_len; i++) {
 		double d = fabs(out[i] - ref[i]);
@@ -156,8 +160,8 @@ static int run_shape(int num, const struct shape *s)
 			ok = 0;
 	if (!(max_diff <= TOLERANCE * max_ref))
 		ok = 0;
-	printf("%s %d - %s # max|diff| %.3g, max|ref| %.3g, relative %.3g%s\n",
-	       ok ? "ok" : "not ok", num, s->what, max_diff, max_ref,
+	printf("%s %d - %s, %d thread%s # max|diff| %.3g, max|ref| %.3g, relative %.3g%s\n",
+	       ok ? "ok" : "not ok", num, s->what, threads, threads > 1 ? "s" : "", max_diff, max_ref,
 	       max_ref > 0 ? max_diff / max_ref : 0.0, ok ? "" : " (or guard overwritten)");
 done:
 	free(wt);
@@ -194,9 +198,14 @@ int main(void)
 	int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
 	int failed = 0;
 
-	printf("1..%d\n", nshapes + 1);
+	/* every shape on one thread, then on two (and three, for uneven shares) */
+	printf("1..%d\n", 3 * nshapes + 1);
 	failed += !check_weight_transform(1);
 	for (int i = 0; i < nshapes; i++)
-		failed += !run_shape(i + 2, &shapes[i]);
+		failed += !run_shape(i + 2, &shapes[i], 1);
+	for (int i = 0; i < nshapes; i++)
+		failed += !run_shape(nshapes + i + 2, &shapes[i], 2);
+	for (int i = 0; i < nshapes; i++)
+		failed += !run_shape(2 * nshapes + i + 2, &shapes[i], 3);
 	return failed ? 1 : 0;
 }
