@@ -67,7 +67,11 @@ void blas_ensure_core(char **argv)
 	const char *want = best_core(&want_rank);
 
 	if (want == NULL || core_rank(core) >= want_rank) {
-		log_debug("OpenBLAS core %s", core);
+		if (getenv(REEXEC_GUARD) != NULL)
+			log_info("OpenBLAS: %s kernels (set OPENBLAS_CORETYPE=%s: the library's own pick was older)",
+				 core, core);
+		else
+			log_info("OpenBLAS: %s kernels", core);
 		return;
 	}
 	if (user != NULL || getenv(REEXEC_GUARD) != NULL) {

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +13,19 @@ static int plain_format;
 void log_set_level(enum log_level level)
 {
 	min_level = level;
+}
+
+int log_level_parse(const char *name, enum log_level *level)
+{
+	static const char *names[] = { "debug", "info", "warn", "error" };
+
+	for (int i = 0; name != NULL && i < 4; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			*level = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 void log_set_plain(int plain)

@@ -12,6 +12,12 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* Records below this level are dropped. Defaults to LOG_INFO. */
 void log_set_level(enum log_level level);
 
+/*
+ * Parse "debug", "info", "warn" or "error" into *level; returns 0, or -1
+ * (and leaves *level alone) for anything else, NULL included.
+ */
+int log_level_parse(const char *name, enum log_level *level);
+
 /* Use a short form ("seer: message") fit for a command line. */
 void log_set_plain(int plain);
 

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -94,8 +97,7 @@ static int end_valid(int size, int pad, int tap, int stride, int out_size)
 
 /*
  * dst[ox] = src[ox * s] for ox in [ox0, ox1), 0 elsewhere in [0, ow). Rows
- * are short (7 to 112 floats), so plain loops beat memset/memcpy calls;
- * fixed-length steps let gcc -O2 vectorise the strided copy.
+ * are short (7 to 112 floats), so plain loops beat memset/memcpy calls.
  */
 static inline void copy_row(float *dst, const float *src, int s, int ox0, int ox1, int ow)
 {
@@ -107,9 +109,18 @@ static inline void copy_row(float *dst, const float *src, int s, int ox0, int ox
 		for (; ox < ox1; ox++)
 			dst[ox] = src[ox];
 	} else if (s == 2) {
-		for (; ox + 8 <= ox1; ox += 8)
-			for (int l = 0; l < 8; l++)
-				dst[ox + l] = src[2 * (ox + l)];
+#ifdef __SSE2__
+		/*
+		 * The even lanes of two vectors: 4 outputs per shuffle (gcc leaves
+		 * this loop scalar). `<` rather than `<=`: the loads reach src[2*ox + 7],
+		 * which must not pass src[2*(ox1 - 1)], the last element of the row used.
+		 */
+		for (; ox + 4 < ox1; ox += 4) {
+			__m128 lo = _mm_loadu_ps(src + 2 * ox), hi = _mm_loadu_ps(src + 2 * ox + 4);
+
+			_mm_storeu_ps(dst + ox, _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+		}
+#endif
 		for (; ox < ox1; ox++)
 			dst[ox] = src[2 * ox];
 	} else {

@@ -43,7 +43,8 @@ static const char usage_text[] =
 	"      run the network on N x 3 x 224 x 224 float32 inputs, write N x 1000 logits\n"
 	"\n"
 	"The model defaults to $SEER_MODEL, else $XDG_DATA_HOME/seer/resnet18.seer\n"
-	"(~/.local/share/seer/resnet18.seer); weights/fetch-resnet18.sh puts it there.\n";
+	"(~/.local/share/seer/resnet18.seer); weights/fetch-resnet18.sh puts it there.\n"
+	"SEER_LOG_LEVEL=debug|info|warn|error sets what is logged to stderr (default warn).\n";
 
 static void usage(FILE *fp)
 {
@@ -632,6 +633,11 @@ int main(int argc, char **argv)
 		{ "forward", cmd_forward },
 	};
 
+	enum log_level level = LOG_WARN;
+
+	/* a command line stays quiet but for problems; SEER_LOG_LEVEL=info shows more */
+	log_level_parse(getenv("SEER_LOG_LEVEL"), &level);
+	log_set_level(level);
 	log_set_plain(1);
 	if (argc < 2) {
 		usage(stderr);
