@@ -251,6 +251,11 @@ def main(argv):
         report, raw = run_all(args, seer, threads, batches, workdir)
         report += "\nLoad average (1 min) before / after the run: %.2f / %.2f.\n" % (
             load, os.getloadavg()[0])
+        if load > 0.5:
+            report += ("\n**Other work was running on this machine: these numbers are not fit "
+                       "for BENCHMARKS.md** (with T threads on a machine with fewer than T idle "
+                       "CPUs, OpenMP barriers wait for descheduled threads and torch slows down "
+                       "by 10x or more).\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(report)

@@ -316,7 +316,7 @@ static int cmd_classify(int argc, char **argv)
 	struct json_buf jb;
 	struct resnet *m = NULL;
 	float *in = NULL, *logits = NULL;
-	int k = 5, as_json = 0, threads = default_threads(), status = 0, c;
+	int k = 5, as_json = 0, threads = default_threads(), status = 0, batch, c;
 
 	img_decode_opts_default(&dopts);
 	json_buf_init(&jb);
@@ -353,9 +353,10 @@ static int cmd_classify(int argc, char **argv)
 	m = open_model(model_path);
 	if (m == NULL)
 		return 1;
-	ctx = resnet_ctx_new(m, CLASSIFY_BATCH, threads);
-	in = malloc((size_t)CLASSIFY_BATCH * IMAGE_FLOATS * sizeof(float));
-	logits = malloc((size_t)CLASSIFY_BATCH * RESNET_CLASSES * sizeof(float));
+	batch = argc - optind < CLASSIFY_BATCH ? argc - optind : CLASSIFY_BATCH;
+	ctx = resnet_ctx_new(m, batch, threads);
+	in = malloc((size_t)batch * IMAGE_FLOATS * sizeof(float));
+	logits = malloc((size_t)batch * RESNET_CLASSES * sizeof(float));
 	if (ctx == NULL || in == NULL || logits == NULL) {
 		log_error("out of memory");
 		status = 1;
@@ -365,7 +366,7 @@ static int cmd_classify(int argc, char **argv)
 		int n = 0;
 
 		/* fill a batch with the next images that decode; report the others */
-		while (optind < argc && n < CLASSIFY_BATCH) {
+		while (optind < argc && n < batch) {
 			const char *path = argv[optind++];
 			struct seer_err err = { 0 };
 

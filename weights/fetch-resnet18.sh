@@ -25,8 +25,8 @@ seer's default model path.
                       if there is one, else the URL above)
   --out PATH          where to write the converted model (default: \$SEER_MODEL, else
                       \${XDG_DATA_HOME:-\$HOME/.local/share}/seer/resnet18.seer)
-  --seer PATH         the seer binary (default: src/seer of this source tree if built,
-                      else seer on PATH)
+  --seer PATH         the seer binary (default: src/seer or build/src/seer of this source tree if built,
+                      else seer beside this script, else seer on PATH)
   --force             download and convert again even if the model is up to date
   --sha256-prefix HEX expect this SHA-256 prefix (8 to 64 hex digits) instead of
                       $HASH_PREFIX, to convert another resnet18 checkpoint whose hash you
@@ -88,6 +88,10 @@ prefix=${prefix,,}
 if [[ -z $seer ]]; then
     if [[ -x $script_dir/../src/seer ]]; then
         seer=$script_dir/../src/seer
+    elif [[ -x $script_dir/../build/src/seer ]]; then  # the README's build directory
+        seer=$script_dir/../build/src/seer
+    elif [[ -x $script_dir/seer ]]; then  # both installed in the same bin directory
+        seer=$script_dir/seer
     elif command -v seer >/dev/null; then
         seer=$(command -v seer)
     else
