@@ -1,12 +1,26 @@
 /*
- * wino_layers.c - times ResNet-18's 3x3 stride-1 convolutions by Winograd
- * F(4x4, 3x3) and by im2col + one cblas_sgemm, on one thread.
+ * wino_layers.c - times ResNet-18's 3x3 stride-1 convolutions by im2col +
+ * sgemm (nn.c's path), Winograd F(4x4, 3x3) and Winograd F(2x2, 3x3), with
+ * the weights cold, as the network sees them.
  *
- * Run with OPENBLAS_NUM_THREADS=1 and, on CPUs that Debian's OpenBLAS 0.3.21
- * misdetects, OPENBLAS_CORETYPE=SkylakeX (or Haswell); the core in use is
- * printed first. Usage: wino_layers [min_runs [channels size batch]]; the
- * optional shape replaces the table's, e.g. for profiling one layer.
+ * Build from the source tree after `make` in build/:
+ *   gcc -O2 -fopenmp -Isrc $(pkg-config --cflags openblas) bench/wino_layers.c \
+ *       build/src/libseer.a $(pkg-config --libs openblas) -lm -o wino_layers
+ * On CPUs that Debian's OpenBLAS 0.3.21 misdetects, run with
+ * OPENBLAS_CORETYPE=SkylakeX (or Haswell); the core in use is printed first.
+ *
+ * Usage: wino_layers [-m cold_mb] [-t threads] [min_runs [channels size batch]]
+ * The optional shape replaces the table's, e.g. for profiling one layer;
+ * -t runs one thread count instead of 1 and 2.
+ *
+ * Cold weights: in the network each layer's weights come back only after
+ * the other layers' (some 80 MB) have streamed through the caches, and
+ * this machine's share of L3 holds only a few tens of MB. So every method
+ * cycles through enough distinct copies of its weights to cover cold_mb
+ * (default 96; at least 4 copies), one copy per call. -m 0 uses one copy:
+ * weights hot, for comparison.
  */
+#include "../src/nn.h"
 #include "../src/winograd.h"
 
 #include <cblas.h>
@@ -14,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct layer {
 	int ch, hw; /* k = c = ch, h = w = hw */
@@ -21,13 +36,20 @@ struct layer {
 
 static const struct layer layers[] = { { 64, 56 }, { 128, 28 }, { 256, 14 }, { 512, 7 } };
 static const int batches[] = { 1, 8 };
-static const struct layer *layers_in_use = layers;
-static const int *batches_in_use = batches;
+static const int thread_counts[] = { 1, 2 };
 
-/* the buffers of one layer shape */
+enum { M_IM2COL, M_F4, M_F2, NMETHODS };
+static const char *const method_names[NMETHODS] = { "im2col", "F4", "F2" };
+
+/* The buffers of one layer shape: per method, `copies` weight sets of wlen floats. */
 struct bench_bufs {
-	int k, c, n, h, w;
-	float *wt, *bias, *in, *out, *u, *scratch, *col;
+	int k, c, n, h, w, threads;
+	float *bias, *in, *scratch;
+	float *out[NMETHODS];
+	float *weights[NMETHODS];
+	size_t wlen[NMETHODS];
+	int copies[NMETHODS];
+	int next[NMETHODS]; /* the copy the next call uses */
 };
 
 static double now_ms(void)
@@ -45,115 +67,65 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * col[c*9 + ky*3 + kx][(n*h + y)*w + x] = in[c][n][y + ky - 1][x + kx - 1],
- * zero outside the image: [9c][n*h*w], the B operand of the im2col GEMM.
- */
-static void im2col_cnhw(const float *in, int c, int n, int h, int w, float *col)
+/* One call of method m, out = relu(conv(in) + bias), on the next weight copy. */
+static void run_method(struct bench_bufs *b, int m)
 {
-	size_t plane = (size_t)n * h * w;
+	const float *wt = b->weights[m] + (size_t)b->next[m] * b->wlen[m];
 
-	for (int ci = 0; ci < c; ci++)
-		for (int ky = 0; ky < 3; ky++)
-			for (int kx = 0; kx < 3; kx++) {
-				float *dst = col + ((size_t)ci * 9 + ky * 3 + kx) * plane;
-				int x0 = kx == 0 ? 1 : 0, x1 = kx == 2 ? w - 1 : w;
+	b->next[m] = (b->next[m] + 1) % b->copies[m];
+	switch (m) {
+	case M_IM2COL: {
+		struct nn_conv cv = { .k = b->k, .c = b->c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+				      .algo = NN_CONV_IM2COL, .weight = wt, .bias = b->bias };
+		struct nn_shape is = { b->c, b->n, b->h, b->w };
 
-				for (int ni = 0; ni < n; ni++)
-					for (int y = 0; y < h; y++, dst += w) {
-						int yy = y + ky - 1;
-						const float *src;
-
-						if (yy < 0 || yy >= h || x1 <= x0) {
-							memset(dst, 0, w * sizeof(float));
-							continue;
-						}
-						src = in + (((size_t)ci * n + ni) * h + yy) * w;
-						dst[0] = 0;
-						dst[w - 1] = 0;
-						memcpy(dst + x0, src + x0 + kx - 1, (x1 - x0) * sizeof(float));
-					}
-			}
-}
-
-/* The baseline: out = relu(W [k][9c] x col [9c][n*h*w] + bias). */
-static void conv_im2col(struct bench_bufs *b)
-{
-	int cols = b->n * b->h * b->w;
-
-	im2col_cnhw(b->in, b->c, b->n, b->h, b->w, b->col);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->k, cols, 9 * b->c, 1.0f,
-		    b->wt, 9 * b->c, b->col, cols, 0.0f, b->out, cols);
-	for (int ki = 0; ki < b->k; ki++) {
-		float *o = b->out + (size_t)ki * cols;
-
-		for (int i = 0; i < cols; i++) {
-			float v = o[i] + b->bias[ki];
-
-			o[i] = v > 0 ? v : 0;
-		}
+		nn_conv_forward(&cv, b->in, is, NULL, 1, b->out[m], b->scratch, b->threads);
+		break;
+	}
+	case M_F4:
+		wino_conv3x3(wt, b->bias, b->k, b->c, b->in, b->n, b->h, b->w, NULL, 1, b->out[m],
+			     b->scratch, b->threads);
+		break;
+	default:
+		wino2_conv3x3(wt, b->bias, b->k, b->c, b->in, b->n, b->h, b->w, NULL, 1, b->out[m],
+			      b->scratch, b->threads);
+		break;
 	}
 }
 
-static void conv_wino(struct bench_bufs *b)
-{
-	wino_conv3x3(b->u, b->bias, b->k, b->c, b->in, b->n, b->h, b->w, NULL, 1, b->out,
-		     b->scratch, 1);
-}
-
-/* The 36 GEMMs alone, unblocked, on the same sizes: what the transforms add to. */
-static void gemms_only(struct bench_bufs *b)
-{
-	int t = b->n * ((b->h + 3) / 4) * ((b->w + 3) / 4);
-	size_t kc = (size_t)b->k * b->c;
-	float *v = b->scratch, *m = b->col;
-
-	for (int xi = 0; xi < 36; xi++)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->k, t, b->c, 1.0f,
-			    b->u + xi * kc, b->c, v + (size_t)xi * b->c * t, t, 0.0f,
-			    m + (size_t)xi * b->k * t, t);
-}
-
 /*
- * Median times in ms of fa and fb over at least min_runs runs each (and
- * 0.3 s) after warm-up, alternating the two so that drifts in the machine's
- * speed (a shared VM) hit both alike. fb may be NULL.
+ * Median ms per call of every method over at least min_runs rounds (and
+ * 0.5 s) after a warm-up round through all copies, the methods alternating
+ * within each round so that drifts in the machine's speed (a shared VM) hit
+ * all alike.
  */
-static void time_pair(void (*fa)(struct bench_bufs *), void (*fb)(struct bench_bufs *),
-		      struct bench_bufs *b, int min_runs, double *ta, double *tb)
+static void time_methods(struct bench_bufs *b, int min_runs, double t_med[NMETHODS])
 {
-	enum { max_runs = 2048 };
-	static double t[2][max_runs];
+	enum { max_runs = 1024 };
+	static double t[NMETHODS][max_runs];
 	double start;
 	int runs = 0;
 
-	for (int i = 0; i < 3; i++) {
-		fa(b);
-		if (fb)
-			fb(b);
-	}
+	for (int m = 0; m < NMETHODS; m++)
+		for (int i = 0; i < b->copies[m]; i++)
+			run_method(b, m);
 	start = now_ms();
-	while (runs < max_runs && (runs < min_runs || now_ms() - start < 300.0)) {
-		double t0 = now_ms();
+	while (runs < max_runs && (runs < min_runs || now_ms() - start < 500.0)) {
+		for (int m = 0; m < NMETHODS; m++) {
+			double t0 = now_ms();
 
-		fa(b);
-		t[0][runs] = now_ms() - t0;
-		if (fb) {
-			t0 = now_ms();
-			fb(b);
-			t[1][runs] = now_ms() - t0;
+			run_method(b, m);
+			t[m][runs] = now_ms() - t0;
 		}
 		runs++;
 	}
-	qsort(t[0], runs, sizeof(double), cmp_double);
-	*ta = t[0][runs / 2];
-	if (fb) {
-		qsort(t[1], runs, sizeof(double), cmp_double);
-		*tb = t[1][runs / 2];
+	for (int m = 0; m < NMETHODS; m++) {
+		qsort(t[m], runs, sizeof(double), cmp_double);
+		t_med[m] = t[m][runs / 2];
 	}
 }
 
-/* max |a - b| / max |b| over len floats: Winograd against the baseline */
+/* max |a - b| / max |b| over len floats: Winograd against im2col */
 static double rel_diff(const float *a, const float *b, size_t len)
 {
 	double max_diff = 0, max_b = 0;
@@ -169,97 +141,170 @@ static double rel_diff(const float *a, const float *b, size_t len)
 	return max_b > 0 ? max_diff / max_b : max_diff;
 }
 
-static float *alloc_filled(size_t len)
+static float *alloc_floats(size_t len)
 {
-	float *a = aligned_alloc(64, (len * sizeof(float) + 63) & ~(size_t)63);
+	return aligned_alloc(64, (len * sizeof(float) + 63) & ~(size_t)63);
+}
 
-	if (a)
-		for (size_t i = 0; i < len; i++)
-			a[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-	return a;
+static void fill(float *a, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		a[i] = (float)(((i + seed) * 2654435761u) % 2001) / 1000.0f - 1.0f;
+}
+
+static void bufs_free(struct bench_bufs *b)
+{
+	free(b->bias);
+	free(b->in);
+	free(b->scratch);
+	for (int m = 0; m < NMETHODS; m++) {
+		free(b->out[m]);
+		free(b->weights[m]);
+	}
+}
+
+/* Allocates and fills b for its shape; returns 0, or -1 when out of memory. */
+static int bufs_init(struct bench_bufs *b, double cold_mb)
+{
+	size_t in_len = (size_t)b->c * b->n * b->h * b->w;
+	size_t out_len = (size_t)b->k * b->n * b->h * b->w, wt_len = (size_t)b->k * b->c * 9;
+	struct nn_conv cv = { .k = b->k, .c = b->c, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+			      .algo = NN_CONV_IM2COL };
+	struct nn_shape is = { b->c, b->n, b->h, b->w };
+	size_t scratch_len = nn_conv_scratch_floats(&cv, is, b->threads);
+	size_t s4 = wino_scratch_floats(b->k, b->c, b->n, b->h, b->w, b->threads);
+	size_t s2 = wino2_scratch_floats(b->k, b->c, b->n, b->h, b->w, b->threads);
+	float *wt = alloc_floats(wt_len);
+
+	if (s4 > scratch_len)
+		scratch_len = s4;
+	if (s2 > scratch_len)
+		scratch_len = s2;
+	b->bias = alloc_floats(b->k);
+	b->in = alloc_floats(in_len);
+	b->scratch = alloc_floats(scratch_len);
+	b->wlen[M_IM2COL] = wt_len;
+	b->wlen[M_F4] = wino_weight_floats(b->k, b->c);
+	b->wlen[M_F2] = wino2_weight_floats(b->k, b->c);
+	for (int m = 0; m < NMETHODS; m++) {
+		double mb = b->wlen[m] * sizeof(float) / 1048576.0;
+		int copies = cold_mb > 0 ? (int)(cold_mb / mb + 0.999) : 1;
+
+		b->copies[m] = cold_mb > 0 && copies < 4 ? 4 : copies;
+		b->next[m] = 0;
+		b->out[m] = alloc_floats(out_len);
+		b->weights[m] = alloc_floats(b->wlen[m] * b->copies[m]);
+		if (!b->out[m] || !b->weights[m])
+			goto fail;
+	}
+	if (!wt || !b->bias || !b->in || !b->scratch)
+		goto fail;
+	fill(b->bias, b->k, 7);
+	fill(b->in, in_len, 11);
+	fill(b->scratch, scratch_len, 13);
+	/* the copies hold the same weights, so every call computes the same output */
+	fill(wt, wt_len, 0);
+	for (size_t i = 0; i < wt_len; i++)
+		wt[i] *= 0.05f;
+	for (int i = 0; i < b->copies[M_IM2COL]; i++)
+		memcpy(b->weights[M_IM2COL] + i * wt_len, wt, wt_len * sizeof(float));
+	for (int i = 0; i < b->copies[M_F4]; i++)
+		wino_weight_transform(wt, b->k, b->c, b->weights[M_F4] + i * b->wlen[M_F4]);
+	for (int i = 0; i < b->copies[M_F2]; i++)
+		wino2_weight_transform(wt, b->k, b->c, b->weights[M_F2] + i * b->wlen[M_F2]);
+	free(wt);
+	return 0;
+fail:
+	free(wt);
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
-	int min_runs = argc > 1 ? atoi(argv[1]) : 20;
 	const char *core = openblas_get_corename();
+	const struct layer *ls = layers;
+	const int *bs = batches, *ts = thread_counts;
 	int nl = (int)(sizeof(layers) / sizeof(layers[0]));
 	int nb = (int)(sizeof(batches) / sizeof(batches[0]));
+	int nt = (int)(sizeof(thread_counts) / sizeof(thread_counts[0]));
+	double cold_mb = 96;
+	int min_runs = 20, one_threads = 0, opt;
 	struct layer one;
 	int one_n;
 
-	if (argc == 5) {
-		one.ch = atoi(argv[2]);
-		one.hw = atoi(argv[3]);
-		one_n = atoi(argv[4]);
-		if (one.ch < 1 || one.hw < 1 || one_n < 1) {
-			fprintf(stderr, "usage: wino_layers [min_runs [channels size batch]]\n");
-			return 2;
-		}
-		layers_in_use = &one;
-		batches_in_use = &one_n;
-		nl = nb = 1;
+	while ((opt = getopt(argc, argv, "m:t:")) != -1) {
+		if (opt == 'm')
+			cold_mb = atof(optarg);
+		else if (opt == 't')
+			one_threads = atoi(optarg);
+		else
+			goto usage;
 	}
-	double total_best[2] = { 0, 0 };
+	if (optind < argc)
+		min_runs = atoi(argv[optind]);
+	if (argc - optind == 4) {
+		one.ch = atoi(argv[optind + 1]);
+		one.hw = atoi(argv[optind + 2]);
+		one_n = atoi(argv[optind + 3]);
+		if (one.ch < 1 || one.hw < 1 || one_n < 1)
+			goto usage;
+		ls = &one;
+		bs = &one_n;
+		nl = nb = 1;
+	} else if (argc - optind > 1) {
+		goto usage;
+	}
+	if (one_threads > 0) {
+		ts = &one_threads;
+		nt = 1;
+	} else if (one_threads < 0 || cold_mb < 0) {
+		goto usage;
+	}
 
-	printf("# OpenBLAS core %s, %d thread(s)\n", core, openblas_get_num_threads());
+	/* seer's threads each call a single-threaded sgemm (nn.h) */
+	openblas_set_num_threads(1);
+	printf("# OpenBLAS core %s, %d thread(s) per caller; weights cycled over >= %.0f MB per method\n",
+	       core, openblas_get_num_threads(), cold_mb);
 	if (strstr(core, "Prescott") || strstr(core, "Core2") || strstr(core, "Nehalem"))
 		printf("# warning: slow OpenBLAS kernel; set OPENBLAS_CORETYPE=SkylakeX or Haswell\n");
-	printf("# ms per call, median of runs alternating the two methods; 'gemm36' is the\n"
-	       "# 36 Winograd GEMMs alone; 'diff' is max|wino - im2col| / max|im2col|\n");
-	printf("%-10s %2s %9s %9s %9s %8s %-8s %s\n", "layer", "n", "im2col", "winograd",
-	       "gemm36", "speedup", "best", "diff");
-	for (int bi = 0; bi < nb; bi++)
-		for (int li = 0; li < nl; li++) {
-			struct bench_bufs b = { 0 };
-			size_t in_len, wt_len, col_len, m_len, out_len;
-			double t_im, t_wi, t_g;
+	printf("# ms per call, medians of rounds alternating the methods; d4, d2: max|F - im2col| /\n"
+	       "# max|im2col|; copies: weight sets cycled (im2col/F4/F2)\n");
+	printf("%-10s %2s %2s %8s %8s %8s %7s %9s %-7s %7s %7s %s\n", "layer", "n", "t", "im2col", "F4",
+	       "F2", "F2/F4", "F2/im2col", "best", "d4", "d2", "copies");
+	for (int ti = 0; ti < nt; ti++)
+		for (int bi = 0; bi < nb; bi++)
+			for (int li = 0; li < nl; li++) {
+				struct bench_bufs b = { 0 };
+				size_t out_len;
+				double t[NMETHODS];
+				int best = 0;
 
-			b.k = b.c = layers_in_use[li].ch;
-			b.h = b.w = layers_in_use[li].hw;
-			b.n = batches_in_use[bi];
-			in_len = (size_t)b.c * b.n * b.h * b.w;
-			wt_len = (size_t)b.k * b.c * 9;
-			col_len = 9 * in_len;
-			/* col doubles as M for gemms_only */
-			m_len = 36 * (size_t)b.k * b.n * ((b.h + 3) / 4) * ((b.w + 3) / 4);
-			if (m_len > col_len)
-				col_len = m_len;
-			b.wt = alloc_filled(wt_len);
-			b.bias = alloc_filled(b.k);
-			b.in = alloc_filled(in_len);
-			b.out = alloc_filled((size_t)b.k * b.n * b.h * b.w);
-			b.u = alloc_filled(wino_weight_floats(b.k, b.c));
-			b.scratch = alloc_filled(wino_scratch_floats(b.k, b.c, b.n, b.h, b.w, 1) +
-						 36 * (size_t)b.c * b.n * ((b.h + 3) / 4) *
-							 ((b.w + 3) / 4));
-			b.col = alloc_filled(col_len);
-			if (!b.wt || !b.bias || !b.in || !b.out || !b.u || !b.scratch || !b.col) {
-				fprintf(stderr, "wino_layers: out of memory\n");
-				return 1;
+				b.k = b.c = ls[li].ch;
+				b.h = b.w = ls[li].hw;
+				b.n = bs[bi];
+				b.threads = ts[ti];
+				if (bufs_init(&b, cold_mb) < 0) {
+					fprintf(stderr, "wino_layers: out of memory\n");
+					bufs_free(&b);
+					return 1;
+				}
+				time_methods(&b, min_runs, t);
+				for (int m = 1; m < NMETHODS; m++)
+					if (t[m] < t[best])
+						best = m;
+				out_len = (size_t)b.k * b.n * b.h * b.w;
+				printf("%3d@%2dx%-2d  %2d %2d %8.3f %8.3f %8.3f %6.2fx %8.2fx %-7s %7.1e %7.1e "
+				       "%d/%d/%d\n",
+				       b.c, b.h, b.w, b.n, b.threads, t[M_IM2COL], t[M_F4], t[M_F2],
+				       t[M_F2] / t[M_F4], t[M_F2] / t[M_IM2COL], method_names[best],
+				       rel_diff(b.out[M_F4], b.out[M_IM2COL], out_len),
+				       rel_diff(b.out[M_F2], b.out[M_IM2COL], out_len), b.copies[M_IM2COL],
+				       b.copies[M_F4], b.copies[M_F2]);
+				fflush(stdout);
+				bufs_free(&b);
 			}
-			wino_weight_transform(b.wt, b.k, b.c, b.u);
-
-			time_pair(conv_im2col, conv_wino, &b, min_runs, &t_im, &t_wi);
-			time_pair(gemms_only, NULL, &b, min_runs, &t_g, NULL);
-			out_len = (size_t)b.k * b.n * b.h * b.w;
-			conv_im2col(&b);
-			memcpy(b.col, b.out, out_len * sizeof(float));
-			conv_wino(&b);
-			printf("%3d@%2dx%-2d  %2d %9.3f %9.3f %9.3f %7.2fx %-8s %.1e\n", b.c, b.h, b.w,
-			       b.n, t_im, t_wi, t_g, t_im / t_wi, t_wi < t_im ? "winograd" : "im2col",
-			       rel_diff(b.out, b.col, out_len));
-			total_best[bi] += t_wi < t_im ? t_wi : t_im;
-			free(b.wt);
-			free(b.bias);
-			free(b.in);
-			free(b.out);
-			free(b.u);
-			free(b.scratch);
-			free(b.col);
-		}
-	for (int bi = 0; bi < nb; bi++)
-		printf("# n=%d: one layer of each shape, best method: %.3f ms per image\n",
-		       batches_in_use[bi], total_best[bi] / batches_in_use[bi]);
 	return 0;
+usage:
+	fprintf(stderr, "usage: wino_layers [-m cold_mb] [-t threads] [min_runs [channels size batch]]\n");
+	return 2;
 }

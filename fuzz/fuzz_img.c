@@ -1,6 +1,8 @@
 /*
  * fuzz_img.c - libFuzzer target for the image module: sniff, decode (JPEG,
- * PNG, EXIF) and, when that succeeds, resize + crop + normalize.
+ * PNG, EXIF) and, when that succeeds, resize + crop + normalize; then the
+ * one-pass img_decode_crop, exact and fast, which must agree with the
+ * two-step path on the exact crop.
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc fuzz/fuzz_img.c
  *        src/img_decode.c src/img_resize.c src/status.c
@@ -41,8 +43,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (im.pixels == NULL || im.width == 0 || im.height == 0)
 		abort();
-	if (img_resize_crop(&im, crop, &err) == 0)
+	rc = img_resize_crop(&im, crop, &err);
+	if (rc == 0)
 		img_normalize(crop, tensor);
 	img_rgb_free(&im);
+	{
+		static uint8_t one_pass[IMG_CROP * IMG_CROP * 3];
+
+		/* what decoded in two steps decodes in one, to the same bytes */
+		if (rc == 0 && (img_decode_crop(data, size, &opts, one_pass, &err) != 0 ||
+				memcmp(one_pass, crop, sizeof(crop)) != 0))
+			abort();
+		opts.fast = 1;
+		rc = img_decode_crop(data, size, &opts, one_pass, &err);
+		if (rc != 0 && (err.code != rc || err.msg[0] == '\0'))
+			abort();
+	}
 	return 0;
 }

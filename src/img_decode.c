@@ -30,6 +30,7 @@ void img_decode_opts_default(struct img_decode_opts *o)
 {
 	img_limits_default(&o->limits);
 	o->exif_rotate = 1;
+	o->fast = 0;
 }
 
 void img_rgb_free(struct img_rgb *im)
@@ -226,58 +227,84 @@ static int exif_orientation(const uint8_t *p, size_t n)
 }
 
 /*
+ * Where orientation o (1..8; anything else counts as 1) finds its pixels:
+ * pixel (x, y) of the oriented image is pixel number base + x * dx + y * dy
+ * of the stored w x h image, as PIL's ImageOps.exif_transpose() has it.
+ * Returns 1 when o swaps width and height, else 0.
+ */
+static int orient_steps(int o, ptrdiff_t w, ptrdiff_t h, ptrdiff_t *base, ptrdiff_t *dx, ptrdiff_t *dy)
+{
+	switch (o) {
+	case 2: /* FLIP_LEFT_RIGHT */
+		*base = w - 1, *dx = -1, *dy = w;
+		return 0;
+	case 3: /* ROTATE_180 */
+		*base = (h - 1) * w + w - 1, *dx = -1, *dy = -w;
+		return 0;
+	case 4: /* FLIP_TOP_BOTTOM */
+		*base = (h - 1) * w, *dx = 1, *dy = -w;
+		return 0;
+	case 5: /* TRANSPOSE */
+		*base = 0, *dx = w, *dy = 1;
+		return 1;
+	case 6: /* ROTATE_270 */
+		*base = (h - 1) * w, *dx = -w, *dy = 1;
+		return 1;
+	case 7: /* TRANSVERSE */
+		*base = (h - 1) * w + w - 1, *dx = -w, *dy = -1;
+		return 1;
+	case 8: /* ROTATE_90 */
+		*base = w - 1, *dx = w, *dy = -1;
+		return 1;
+	default:
+		*base = 0, *dx = 1, *dy = w;
+		return 0;
+	}
+}
+
+/*
+ * Copy rows [y0, y1) of the ow pixels wide image that orientation o makes
+ * of src (w x h RGB) to dst, (y1 - y0) rows of ow pixels. Tiles keep the
+ * transposing orientations cache-friendly.
+ */
+static void orient_rows(const uint8_t *src, size_t w, size_t h, int o, size_t ow, size_t y0, size_t y1,
+			uint8_t *dst)
+{
+	enum { TILE = 64 };
+	ptrdiff_t base, dx, dy;
+	size_t tx, ty, x, y;
+
+	orient_steps(o, (ptrdiff_t)w, (ptrdiff_t)h, &base, &dx, &dy);
+	for (ty = y0; ty < y1; ty += TILE) {
+		for (tx = 0; tx < ow; tx += TILE) {
+			size_t ty1 = ty + TILE < y1 ? ty + TILE : y1;
+			size_t tx1 = tx + TILE < ow ? tx + TILE : ow;
+
+			for (y = ty; y < ty1; y++) {
+				uint8_t *d = dst + ((y - y0) * ow + tx) * 3;
+				ptrdiff_t s = base + (ptrdiff_t)tx * dx + (ptrdiff_t)y * dy;
+
+				for (x = tx; x < tx1; x++, d += 3, s += dx)
+					memcpy(d, src + s * 3, 3);
+			}
+		}
+	}
+}
+
+/*
  * Transpose im as PIL's ImageOps.exif_transpose() does for orientation
  * (2..8; anything else leaves im alone). Replaces im->pixels. Returns 0 or
  * SEER_ENOMEM, in which case im is unchanged and still owned by the caller.
  */
 static int orientation_apply(struct img_rgb *im, int orientation, struct seer_err *err)
 {
-	enum { TILE = 64 };
-	ptrdiff_t w = im->width, h = im->height, base, dx, dy;
-	size_t ow = im->width, oh = im->height, x0, y0, x, y;
+	ptrdiff_t base, dx, dy;
+	size_t ow = im->width, oh = im->height;
 	uint8_t *dst;
 
-	/* source pixel of output (x, y) is base + x * dx + y * dy */
-	switch (orientation) {
-	case 2: /* FLIP_LEFT_RIGHT */
-		base = w - 1;
-		dx = -1;
-		dy = w;
-		break;
-	case 3: /* ROTATE_180 */
-		base = (h - 1) * w + w - 1;
-		dx = -1;
-		dy = -w;
-		break;
-	case 4: /* FLIP_TOP_BOTTOM */
-		base = (h - 1) * w;
-		dx = 1;
-		dy = -w;
-		break;
-	case 5: /* TRANSPOSE */
-		base = 0;
-		dx = w;
-		dy = 1;
-		break;
-	case 6: /* ROTATE_270 */
-		base = (h - 1) * w;
-		dx = -w;
-		dy = 1;
-		break;
-	case 7: /* TRANSVERSE */
-		base = (h - 1) * w + w - 1;
-		dx = -w;
-		dy = -1;
-		break;
-	case 8: /* ROTATE_90 */
-		base = w - 1;
-		dx = w;
-		dy = -1;
-		break;
-	default:
+	if (orientation < 2 || orientation > 8)
 		return 0;
-	}
-	if (orientation >= 5) {
+	if (orient_steps(orientation, im->width, im->height, &base, &dx, &dy)) {
 		ow = im->height;
 		oh = im->width;
 	}
@@ -285,21 +312,7 @@ static int orientation_apply(struct img_rgb *im, int orientation, struct seer_er
 	if (dst == NULL)
 		return seer_err_set(err, SEER_ENOMEM, "img_decode: out of memory rotating a %zux%zu image",
 				    ow, oh);
-	/* tiles keep the transposing cases cache-friendly */
-	for (y0 = 0; y0 < oh; y0 += TILE) {
-		for (x0 = 0; x0 < ow; x0 += TILE) {
-			size_t y1 = y0 + TILE < oh ? y0 + TILE : oh;
-			size_t x1 = x0 + TILE < ow ? x0 + TILE : ow;
-
-			for (y = y0; y < y1; y++) {
-				uint8_t *d = dst + (y * ow + x0) * 3;
-				ptrdiff_t s = base + (ptrdiff_t)x0 * dx + (ptrdiff_t)y * dy;
-
-				for (x = x0; x < x1; x++, d += 3, s += dx)
-					memcpy(d, im->pixels + s * 3, 3);
-			}
-		}
-	}
+	orient_rows(im->pixels, im->width, im->height, orientation, ow, 0, oh, dst);
 	free(im->pixels);
 	im->pixels = dst;
 	im->width = (uint32_t)ow;
@@ -320,8 +333,11 @@ struct jpeg_state {
 	int created;
 	struct seer_err err;
 	const struct img_decode_opts *opts;
-	struct img_rgb im;
 	int orientation;
+	struct img_rgb im;	    /* img_decode(): the whole image */
+	uint8_t *crop;		    /* img_decode_crop(): where the 224x224x3 result goes */
+	struct img_cropper cropper; /* img_decode_crop(): the resize it feeds */
+	struct img_rgb win;	    /* img_decode_crop(), transposing orientations: the stored window */
 };
 
 static struct jpeg_state *jpeg_state_of(j_common_ptr cinfo)
@@ -447,48 +463,34 @@ static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, size_t w)
 }
 
 /*
- * Decode into st->im. Returns 0, or a SEER_E* code with st->err set.
- * Everything modified after setjmp lives in *st, not in locals.
+ * The fast path's DCT scaling denominator: the largest of 8, 4, 2 and 1
+ * with 256 * s <= the shorter side, so that the reduced image still holds
+ * at least IMG_RESIZE source pixels across (PIL's Image.draft() picks the
+ * same). A transposing EXIF orientation swaps the sides but not which
+ * length is the shorter, so it does not change the choice.
  */
-static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
+static unsigned jpeg_fast_denom(size_t w, size_t h)
+{
+	size_t s = w < h ? w : h;
+	unsigned d;
+
+	for (d = 8; d > 1; d /= 2)
+		if (s / d >= IMG_RESIZE)
+			break;
+	return d;
+}
+
+/*
+ * Decode the whole image into st->im, from jpeg_run() after the header.
+ * Returns 0, or a SEER_E* code with st->err set.
+ */
+static int jpeg_read_full(struct jpeg_state *st)
 {
 	j_decompress_ptr cinfo = &st->cinfo;
-	const struct img_limits *lim = &st->opts->limits;
+	size_t w = cinfo->output_width, h = cinfo->output_height, y, i, n;
 	JSAMPROW rows[16];
 	JSAMPARRAY cmyk = NULL;
-	size_t w, h, y, i, n;
 
-	cinfo->err = jpeg_std_error(&st->jerr);
-	st->jerr.error_exit = jpeg_on_error;
-	st->jerr.emit_message = jpeg_on_message;
-	st->jerr.output_message = jpeg_on_output;
-	if (setjmp(st->jb))
-		return st->err.code;
-	jpeg_create_decompress(cinfo);
-	st->created = 1;
-	/* a backstop on libjpeg's own arrays (whole-image coefficients) */
-	if (lim->max_pixels != 0 && lim->max_pixels < ((uint64_t)1 << 40))
-		cinfo->mem->max_memory_to_use =
-			(long)(lim->max_pixels * 4 * sizeof(JCOEF) * 5 / 4 + (64 << 20));
-	st->progress.progress_monitor = jpeg_on_progress;
-	cinfo->progress = &st->progress;
-	jpeg_mem_src(cinfo, data, (unsigned long)len);
-	jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xffff);
-	jpeg_read_header(cinfo, TRUE);
-
-	if (limits_check(lim, "JPEG", cinfo->image_width, cinfo->image_height, &st->err))
-		return st->err.code;
-	if (cinfo->num_components != 1 && cinfo->num_components != 3 && cinfo->num_components != 4)
-		return seer_err_set(&st->err, SEER_EUNSUPPORTED,
-				    "img_decode: JPEG with %d components is not supported",
-				    cinfo->num_components);
-	if (st->opts->exif_rotate)
-		st->orientation = jpeg_orientation(cinfo);
-
-	/* PIL's defaults: ISLOW DCT, fancy upsampling, libjpeg's colour space guess */
-	cinfo->out_color_space = cinfo->num_components == 4 ? JCS_CMYK : JCS_RGB;
-	w = cinfo->image_width;
-	h = cinfo->image_height;
 	st->im.pixels = malloc(w * h * 3);
 	if (st->im.pixels == NULL)
 		return seer_err_set(&st->err, SEER_ENOMEM, "img_decode: out of memory for a %zux%zu JPEG", w,
@@ -524,9 +526,226 @@ fail: /* cannot happen with a memory source, which never suspends */
 	return seer_err_set(&st->err, SEER_ETRUNC, "img_decode: JPEG decoder stalled at row %zu", y);
 }
 
-/* Decode a JPEG into *out (caller owns it on success). Returns 0 or SEER_E*. */
+/* Reverse the order of n RGB pixels in place. */
+static void pixels_reverse(uint8_t *p, size_t n)
+{
+	uint8_t t[3];
+	size_t i;
+
+	for (i = 0; i < n / 2; i++) {
+		memcpy(t, p + i * 3, 3);
+		memcpy(p + i * 3, p + (n - 1 - i) * 3, 3);
+		memcpy(p + (n - 1 - i) * 3, t, 3);
+	}
+}
+
+/*
+ * Decode only the part of the image that Resize(256) + CenterCrop(224) of
+ * the oriented image reads, and feed it to st->cropper; the crop goes to
+ * st->crop. From jpeg_run() after the header. Returns 0, or a SEER_E*
+ * code with st->err set.
+ *
+ * Rows above the window are skipped with jpeg_skip_scanlines(), which still
+ * entropy-decodes them (so corrupt data there is still caught) but spares
+ * the IDCT, upsampling and colour conversion; so are the rows below it but
+ * the last, which is read so that libjpeg goes on to EOI. Columns outside
+ * it are dropped with jpeg_crop_scanline(). Orientations 1-4 map stored
+ * rows to oriented rows, so those stream straight into the cropper; 5-8
+ * turn stored rows into oriented columns, so the stored window is kept
+ * and turned in strips.
+ */
+static int jpeg_read_crop(struct jpeg_state *st)
+{
+	enum { STRIP = 16 };
+	j_decompress_ptr cinfo = &st->cinfo;
+	struct img_cropper *c = &st->cropper;
+	size_t w = cinfo->output_width, h = cinfo->output_height, sx0, sx1, sy0, sy1, cx0, cw, y, i, i0, n, k,
+	       want;
+	size_t ww, wh;
+	ptrdiff_t base, dx, dy, p0, p1;
+	int comps = cinfo->num_components == 4 ? 4 : 3, swap, rc;
+	JSAMPARRAY rows;
+	uint8_t *seg;
+	const uint8_t *px[STRIP];
+	JDIMENSION xo, xw;
+	/*
+	 * Decoded beyond the window on every side: fancy upsampling treats the
+	 * edges of a cropped row as image edges (1 pixel), and the block
+	 * smoothing of an incomplete progressive JPEG reads 2 blocks around each
+	 * block; 3 iMCUs (the widest block) cover both. In output pixels.
+	 */
+#if JPEG_LIB_VERSION >= 70
+	size_t mx = 3 * (size_t)cinfo->max_h_samp_factor * (size_t)cinfo->min_DCT_h_scaled_size;
+	size_t my = 3 * (size_t)cinfo->max_v_samp_factor * (size_t)cinfo->min_DCT_v_scaled_size;
+#else
+	size_t mx = 3 * (size_t)cinfo->max_h_samp_factor * (size_t)cinfo->min_DCT_scaled_size;
+	size_t my = 3 * (size_t)cinfo->max_v_samp_factor * (size_t)cinfo->min_DCT_scaled_size;
+#endif
+
+	swap = orient_steps(st->orientation, (ptrdiff_t)w, (ptrdiff_t)h, &base, &dx, &dy);
+	rc = img_cropper_init(c, (uint32_t)(swap ? h : w), (uint32_t)(swap ? w : h), &st->err);
+	if (rc != 0)
+		return rc;
+	/* the stored rectangle [sx0, sx1) x [sy0, sy1) the oriented window comes from */
+	p0 = base + (ptrdiff_t)c->col_first * dx + (ptrdiff_t)c->row_first * dy;
+	p1 = base + (ptrdiff_t)(c->col_last - 1) * dx + (ptrdiff_t)(c->row_last - 1) * dy;
+	sx0 = (size_t)(p0 % (ptrdiff_t)w);
+	sx1 = (size_t)(p1 % (ptrdiff_t)w);
+	sy0 = (size_t)(p0 / (ptrdiff_t)w);
+	sy1 = (size_t)(p1 / (ptrdiff_t)w);
+	if (sx0 > sx1) {
+		k = sx0;
+		sx0 = sx1;
+		sx1 = k;
+	}
+	if (sy0 > sy1) {
+		k = sy0;
+		sy0 = sy1;
+		sy1 = k;
+	}
+	sx1++;
+	sy1++;
+	ww = sx1 - sx0;
+	wh = sy1 - sy0;
+
+	jpeg_start_decompress(cinfo);
+	if (cinfo->output_width != w || cinfo->output_height != h || cinfo->output_components != comps)
+		return seer_err_set(&st->err, SEER_ECORRUPT,
+				    "img_decode: JPEG output shape does not match its header");
+	cx0 = sx0 > mx ? sx0 - mx : 0;
+	cw = (sx1 + mx < w ? sx1 + mx : w) - cx0;
+	if (cw < w) {
+		/* moves the start left to an iMCU boundary and widens to match */
+		xo = (JDIMENSION)cx0;
+		xw = (JDIMENSION)cw;
+		jpeg_crop_scanline(cinfo, &xo, &xw);
+		cx0 = xo;
+		cw = xw;
+	}
+	rows = cinfo->mem->alloc_sarray((j_common_ptr)cinfo, JPOOL_IMAGE, (JDIMENSION)(cw * comps), STRIP);
+	/* STRIP converted rows, or (swap) STRIP rows of the turned window, used
+	 * after jpeg_finish_decompress() frees the JPOOL_IMAGE pool */
+	seg = cinfo->mem->alloc_large((j_common_ptr)cinfo, JPOOL_PERMANENT, STRIP * (swap ? wh : ww) * 3);
+	if (swap) {
+		st->win.pixels = malloc(ww * wh * 3);
+		if (st->win.pixels == NULL)
+			return seer_err_set(&st->err, SEER_ENOMEM,
+					    "img_decode: out of memory for a %zux%zu part of a JPEG", ww, wh);
+		st->win.width = (uint32_t)ww;
+		st->win.height = (uint32_t)wh;
+	}
+
+	if (sy0 > my)
+		jpeg_skip_scanlines(cinfo, (JDIMENSION)(sy0 - my));
+	while ((y = cinfo->output_scanline) < sy1) {
+		/* whole strips: libjpeg hands out a row group (1 or 2 rows) a call,
+		 * and the cropper works on 4 rows at a time */
+		want = sy1 - y < STRIP ? sy1 - y : STRIP;
+		for (n = 0; n < want; n += k)
+			if ((k = jpeg_read_scanlines(cinfo, rows + n, (JDIMENSION)(want - n))) == 0)
+				goto fail;
+		i0 = y < sy0 ? sy0 - y : 0; /* rows of the margin above the window */
+		if (i0 >= n)
+			continue;
+		for (i = i0; i < n; i++) {
+			const uint8_t *src = rows[i] + (sx0 - cx0) * comps;
+			uint8_t *dst = swap ? st->win.pixels + (y + i - sy0) * ww * 3 : seg + i * ww * 3;
+
+			if (comps == 4)
+				cmyk_row_to_rgb(src, dst, ww);
+			else if (swap || dx < 0)
+				memcpy(dst, src, ww * 3);
+			if (!swap && dx < 0)
+				pixels_reverse(dst, ww);
+			/* oriented rows run the other way when dy < 0; plain RGB needs no copy */
+			px[dy > 0 ? i - i0 : n - 1 - i] = comps == 3 && !swap && dx > 0 ? src : dst;
+		}
+		if (!swap)
+			img_cropper_put_rows(c, (uint32_t)(dy > 0 ? y + i0 : h - (y + n)), (uint32_t)(n - i0),
+					     px);
+	}
+	/* skipped rows are still entropy-decoded, but skipping to the very end
+	 * would stop libjpeg from reading the rest: read the last row */
+	if (h - 1 > sy1)
+		jpeg_skip_scanlines(cinfo, (JDIMENSION)(h - 1 - sy1));
+	while (cinfo->output_scanline < h)
+		if (jpeg_read_scanlines(cinfo, rows, 1) != 1)
+			goto fail;
+	jpeg_finish_decompress(cinfo);
+
+	if (swap) {
+		/* the oriented window is wh wide and ww high; turn it STRIP rows at a time */
+		for (y = 0; y < ww; y += STRIP) {
+			n = ww - y < STRIP ? ww - y : STRIP;
+			orient_rows(st->win.pixels, ww, wh, st->orientation, wh, y, y + n, seg);
+			for (i = 0; i < n; i++)
+				px[i] = seg + i * wh * 3;
+			img_cropper_put_rows(c, (uint32_t)(c->row_first + y), (uint32_t)n, px);
+		}
+	}
+	img_cropper_finish(c, st->crop);
+	return 0;
+
+fail: /* cannot happen with a memory source, which never suspends */
+	return seer_err_set(&st->err, SEER_ETRUNC, "img_decode: JPEG decoder stalled at row %zu",
+			    (size_t)cinfo->output_scanline);
+}
+
+/*
+ * Set up the decoder, read the header, check it and hand over to
+ * jpeg_read_full() or (with st->crop) jpeg_read_crop(). Returns 0, or a
+ * SEER_E* code with st->err set. Everything modified after setjmp lives in
+ * *st, not in locals.
+ */
+static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
+{
+	j_decompress_ptr cinfo = &st->cinfo;
+	const struct img_limits *lim = &st->opts->limits;
+
+	cinfo->err = jpeg_std_error(&st->jerr);
+	st->jerr.error_exit = jpeg_on_error;
+	st->jerr.emit_message = jpeg_on_message;
+	st->jerr.output_message = jpeg_on_output;
+	if (setjmp(st->jb))
+		return st->err.code;
+	jpeg_create_decompress(cinfo);
+	st->created = 1;
+	/* a backstop on libjpeg's own arrays (whole-image coefficients) */
+	if (lim->max_pixels != 0 && lim->max_pixels < ((uint64_t)1 << 40))
+		cinfo->mem->max_memory_to_use =
+			(long)(lim->max_pixels * 4 * sizeof(JCOEF) * 5 / 4 + (64 << 20));
+	st->progress.progress_monitor = jpeg_on_progress;
+	cinfo->progress = &st->progress;
+	jpeg_mem_src(cinfo, data, (unsigned long)len);
+	jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xffff);
+	jpeg_read_header(cinfo, TRUE);
+
+	if (limits_check(lim, "JPEG", cinfo->image_width, cinfo->image_height, &st->err))
+		return st->err.code;
+	if (cinfo->num_components != 1 && cinfo->num_components != 3 && cinfo->num_components != 4)
+		return seer_err_set(&st->err, SEER_EUNSUPPORTED,
+				    "img_decode: JPEG with %d components is not supported",
+				    cinfo->num_components);
+	if (st->opts->exif_rotate)
+		st->orientation = jpeg_orientation(cinfo);
+
+	/* PIL's defaults: ISLOW DCT, fancy upsampling, libjpeg's colour space guess */
+	cinfo->out_color_space = cinfo->num_components == 4 ? JCS_CMYK : JCS_RGB;
+	if (st->opts->fast) {
+		cinfo->scale_num = 1;
+		cinfo->scale_denom = jpeg_fast_denom(cinfo->image_width, cinfo->image_height);
+	}
+	/* the limits above held for the full size; what is allocated is for the output size */
+	jpeg_calc_output_dimensions(cinfo);
+	return st->crop != NULL ? jpeg_read_crop(st) : jpeg_read_full(st);
+}
+
+/*
+ * Decode a JPEG into *out (caller owns it on success), or with crop into
+ * the 224x224x3 crop. Returns 0 or SEER_E*.
+ */
 static int jpeg_decode(const uint8_t *data, size_t len, const struct img_decode_opts *opts,
-		       struct img_rgb *out, struct seer_err *err)
+		       struct img_rgb *out, uint8_t *crop, struct seer_err *err)
 {
 	struct jpeg_state *st;
 	int rc;
@@ -535,16 +754,21 @@ static int jpeg_decode(const uint8_t *data, size_t len, const struct img_decode_
 	if (st == NULL)
 		return seer_err_set(err, SEER_ENOMEM, "img_decode: out of memory");
 	st->opts = opts;
+	st->crop = crop;
 	rc = jpeg_run(st, data, len);
 	if (st->created)
 		jpeg_destroy_decompress(&st->cinfo);
+	img_cropper_free(&st->cropper);
+	img_rgb_free(&st->win);
 	if (rc != 0) {
 		seer_err_set(err, rc, "%s", st->err.msg);
 		goto fail;
 	}
-	if (st->orientation > 1 && (rc = orientation_apply(&st->im, st->orientation, err)) != 0)
-		goto fail;
-	*out = st->im;
+	if (crop == NULL) {
+		if (st->orientation > 1 && (rc = orientation_apply(&st->im, st->orientation, err)) != 0)
+			goto fail;
+		*out = st->im;
+	}
 	free(st);
 	return 0;
 
@@ -574,7 +798,10 @@ struct png_state {
 	png_structp png;
 	png_infop info;
 	png_bytepp rows;
-	struct img_rgb im;
+	struct img_rgb im;	    /* the whole image, or a strip of rows when streaming */
+	uint8_t *crop;		    /* img_decode_crop(): where the 224x224x3 result goes */
+	struct img_cropper cropper; /* img_decode_crop(): the resize it feeds */
+	int streamed;		    /* 1 once the crop is made */
 	enum png_layout layout;
 	uint8_t palette[256][3];
 };
@@ -615,13 +842,13 @@ static void png_on_warning(png_structp png, png_const_charp what)
 }
 
 /*
- * Widen row y in place from libpng's layout to RGB. Walks backwards, so
- * every source byte is read before a wider output overwrites it.
+ * Widen a row of w pixels (3 * w bytes of room) in place from libpng's
+ * layout to RGB. Walks backwards, so every source byte is read before a
+ * wider output overwrites it.
  */
-static void png_row_expand(struct png_state *st, size_t y)
+static void png_row_expand(const struct png_state *st, uint8_t *row, size_t w)
 {
-	size_t w = st->im.width, x;
-	uint8_t *row = st->im.pixels + y * w * 3;
+	size_t x;
 
 	if (st->layout == PNG_LAYOUT_GRAY16) {
 		for (x = w; x-- > 0;) {
@@ -635,7 +862,55 @@ static void png_row_expand(struct png_state *st, size_t y)
 	}
 }
 
-/* Decode into st->im. Returns 0, or a SEER_E* code with st->err set. */
+/*
+ * Stream the rows of a non-interlaced PNG, STRIP at a time, into
+ * st->cropper and make the crop; from png_run() once libpng is set up.
+ * Every row is still inflated, unfiltered and CRC-checked (PNG has no
+ * other way to reach the end); only the window's rows are widened and
+ * resized. Returns 0, or a SEER_E* code with st->err set.
+ */
+static int png_read_crop(struct png_state *st, size_t w, size_t h)
+{
+	enum { STRIP = 16 };
+	struct img_cropper *c = &st->cropper;
+	const uint8_t *px[STRIP];
+	size_t y, i, n;
+	int rc;
+
+	rc = img_cropper_init(c, (uint32_t)w, (uint32_t)h, &st->err);
+	if (rc != 0)
+		return rc;
+	st->im.pixels = malloc(STRIP * w * 3);
+	if (st->im.pixels == NULL)
+		return seer_err_set(&st->err, SEER_ENOMEM,
+				    "img_decode: out of memory for a %zu pixels wide PNG", w);
+	for (y = 0; y < h; y += n) {
+		n = h - y < STRIP ? h - y : STRIP;
+		for (i = 0; i < n; i++) {
+			uint8_t *row = st->im.pixels + i * w * 3;
+
+			png_read_row(st->png, row, NULL);
+			if (y + i < c->row_first || y + i >= c->row_last)
+				continue;
+			if (st->layout != PNG_LAYOUT_RGB)
+				png_row_expand(st, row, w);
+			px[i] = row + (size_t)c->col_first * 3;
+		}
+		if (y + n > c->row_first && y < c->row_last) {
+			i = y < c->row_first ? c->row_first - y : 0; /* rows put are [y + i, y + n) */
+			img_cropper_put_rows(c, (uint32_t)(y + i), (uint32_t)(n - i), px + i);
+		}
+	}
+	png_read_end(st->png, NULL);
+	img_cropper_finish(c, st->crop);
+	st->streamed = 1;
+	return 0;
+}
+
+/*
+ * Decode into st->im (or, with st->crop and no interlacing, straight into
+ * the crop). Returns 0, or a SEER_E* code with st->err set.
+ */
 static int png_run(struct png_state *st)
 {
 	const struct img_limits *lim = &st->opts->limits;
@@ -700,6 +975,8 @@ static int png_run(struct png_state *st)
 				    "img_decode: PNG colour type %d depth %d: %zu bytes a row, not %zu",
 				    color, depth, rowbytes, want);
 
+	if (st->crop != NULL && interlace == PNG_INTERLACE_NONE)
+		return png_read_crop(st, w, h);
 	st->im.pixels = malloc((size_t)w * h * 3);
 	st->rows = malloc((size_t)h * sizeof(*st->rows));
 	if (st->im.pixels == NULL || st->rows == NULL)
@@ -714,13 +991,16 @@ static int png_run(struct png_state *st)
 	png_read_end(st->png, NULL);
 	if (st->layout != PNG_LAYOUT_RGB)
 		for (y = 0; y < h; y++)
-			png_row_expand(st, y);
+			png_row_expand(st, st->rows[y], w);
 	return 0;
 }
 
-/* Decode a PNG into *out (caller owns it on success). Returns 0 or SEER_E*. */
+/*
+ * Decode a PNG into *out (caller owns it on success), or with crop into the
+ * 224x224x3 crop. Returns 0 or SEER_E*.
+ */
 static int png_decode(const uint8_t *data, size_t len, const struct img_decode_opts *opts,
-		      struct img_rgb *out, struct seer_err *err)
+		      struct img_rgb *out, uint8_t *crop, struct seer_err *err)
 {
 	struct png_state *st;
 	int rc;
@@ -737,6 +1017,7 @@ static int png_decode(const uint8_t *data, size_t len, const struct img_decode_o
 	st->data = data;
 	st->len = len;
 	st->opts = opts;
+	st->crop = crop;
 	st->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, st, png_on_error, png_on_warning);
 	if (st->png != NULL)
 		st->info = png_create_info_struct(st->png);
@@ -749,14 +1030,16 @@ static int png_decode(const uint8_t *data, size_t len, const struct img_decode_o
 		seer_err_set(err, rc, "%s", st->err.msg);
 		goto fail;
 	}
-	png_destroy_read_struct(&st->png, &st->info, NULL);
-	free(st->rows);
-	*out = st->im;
-	free(st);
-	return 0;
+	if (crop == NULL) {
+		*out = st->im;
+		st->im.pixels = NULL;
+	} else if (!st->streamed) { /* interlaced: decoded whole */
+		rc = img_resize_crop(&st->im, crop, err);
+	}
 
 fail:
 	png_destroy_read_struct(&st->png, st->info != NULL ? &st->info : NULL, NULL);
+	img_cropper_free(&st->cropper);
 	free(st->rows);
 	img_rgb_free(&st->im);
 	free(st);
@@ -767,32 +1050,25 @@ fail:
 /* Entry point                                                              */
 /* ---------------------------------------------------------------------- */
 
-int img_decode(const void *data, size_t len, const struct img_decode_opts *opts, struct img_rgb *out,
-	       struct seer_err *err)
+/*
+ * The checks both entry points make before decoding: sets *fmt to
+ * IMG_FORMAT_JPEG or IMG_FORMAT_PNG and returns 0, or returns SEER_EEMPTY,
+ * SEER_ETOOLARGE, SEER_ETRUNC or SEER_EUNSUPPORTED.
+ */
+static int input_check(const uint8_t *p, size_t len, const struct img_decode_opts *opts, enum img_format *fmt,
+		       struct seer_err *err)
 {
-	struct img_decode_opts defaults;
-	const uint8_t *p = data;
 	const char *name;
-	enum img_format fmt;
 
-	if (out == NULL || (p == NULL && len != 0))
-		return seer_err_set(err, SEER_EINVAL, "img_decode: no input or output buffer");
-	memset(out, 0, sizeof(*out));
-	if (opts == NULL) {
-		img_decode_opts_default(&defaults);
-		opts = &defaults;
-	}
 	if (len == 0)
 		return seer_err_set(err, SEER_EEMPTY, "img_decode: empty input (0 bytes)");
 	if (opts->limits.max_bytes != 0 && len > opts->limits.max_bytes)
 		return seer_err_set(err, SEER_ETOOLARGE,
 				    "img_decode: input is %zu bytes, over the limit of %zu", len,
 				    opts->limits.max_bytes);
-	fmt = img_sniff(p, len, &name);
-	if (fmt == IMG_FORMAT_JPEG)
-		return jpeg_decode(p, len, opts, out, err);
-	if (fmt == IMG_FORMAT_PNG)
-		return png_decode(p, len, opts, out, err);
+	*fmt = img_sniff(p, len, &name);
+	if (*fmt != IMG_FORMAT_UNKNOWN)
+		return 0;
 	if (is_magic_prefix(p, len, jpeg_magic, sizeof(jpeg_magic)))
 		return seer_err_set(err, SEER_ETRUNC, "img_decode: JPEG truncated after %zu bytes", len);
 	if (is_magic_prefix(p, len, png_magic, sizeof(png_magic)))
@@ -803,4 +1079,47 @@ int img_decode(const void *data, size_t len, const struct img_decode_opts *opts,
 	return seer_err_set(err, SEER_EUNSUPPORTED,
 			    "img_decode: unrecognised image format (first bytes %02x %02x %02x %02x)", p[0],
 			    len > 1 ? p[1] : 0, len > 2 ? p[2] : 0, len > 3 ? p[3] : 0);
+}
+
+int img_decode(const void *data, size_t len, const struct img_decode_opts *opts, struct img_rgb *out,
+	       struct seer_err *err)
+{
+	struct img_decode_opts defaults;
+	enum img_format fmt;
+	int rc;
+
+	if (out == NULL || (data == NULL && len != 0))
+		return seer_err_set(err, SEER_EINVAL, "img_decode: no input or output buffer");
+	memset(out, 0, sizeof(*out));
+	if (opts == NULL) {
+		img_decode_opts_default(&defaults);
+		opts = &defaults;
+	}
+	rc = input_check(data, len, opts, &fmt, err);
+	if (rc != 0)
+		return rc;
+	if (fmt == IMG_FORMAT_JPEG)
+		return jpeg_decode(data, len, opts, out, NULL, err);
+	return png_decode(data, len, opts, out, NULL, err);
+}
+
+int img_decode_crop(const void *data, size_t len, const struct img_decode_opts *opts, uint8_t *out,
+		    struct seer_err *err)
+{
+	struct img_decode_opts defaults;
+	enum img_format fmt;
+	int rc;
+
+	if (out == NULL || (data == NULL && len != 0))
+		return seer_err_set(err, SEER_EINVAL, "img_decode: no input or output buffer");
+	if (opts == NULL) {
+		img_decode_opts_default(&defaults);
+		opts = &defaults;
+	}
+	rc = input_check(data, len, opts, &fmt, err);
+	if (rc != 0)
+		return rc;
+	if (fmt == IMG_FORMAT_JPEG)
+		return jpeg_decode(data, len, opts, NULL, out, err);
+	return png_decode(data, len, opts, NULL, out, err);
 }

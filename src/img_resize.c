@@ -1,10 +1,12 @@
 /*
  * img_resize.c - torchvision's Resize(256) + CenterCrop(224) + ToTensor +
  * Normalize on a PIL image, reproduced bit for bit: Pillow 9.4's bilinear
- * resampling (separable, antialiased, 22-bit fixed point) on the crop only.
+ * resampling (separable, antialiased, 22-bit fixed point) on the crop only,
+ * fed a row at a time so that decoders need not hold the whole image.
  */
 #include "img.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,13 +35,6 @@ static double bilinear_filter(double x)
 		return 1.0 - x;
 	return 0.0;
 }
-
-/* Resampling weights of one axis for output positions [first, first + count). */
-struct img_axis {
-	int ksize;   /* taps reserved per output position */
-	int *bounds; /* [count][2]: first source index, number of taps */
-	int32_t *k;  /* [count][ksize]: weights in PRECISION_BITS fixed point, >= 0 */
-};
 
 static void axis_free(struct img_axis *a)
 {
@@ -169,66 +164,55 @@ static inline void put_rgb(uint8_t *d, uint64_t rg, uint32_t b)
 }
 
 /*
- * Horizontal pass over source rows [row_first, row_last): tmp gets
- * [rows][224][3], the output columns the crop keeps.
+ * Horizontal pass over four source rows s[0..3] (pointers at source column
+ * col_first, as are ax's bounds): d[i] gets the [224][3] output columns the
+ * crop keeps. Rows may repeat (a short last group).
  *
- * Four rows go together (they share bounds and weights), written out so
- * the sums stay in registers, and R and G share one 64-bit multiply-add, R
- * in the low and G in the high 32 bits: a lane's sum stays below
- * 256 * 2^22 + 2^21 < 2^32 because the weights are >= 0 and add up to
- * about 2^22, so nothing carries across and each lane is exactly Pillow's
- * 32-bit sum.
+ * The four rows share bounds and weights and are written out so the sums
+ * stay in registers, and R and G share one 64-bit multiply-add, R in the
+ * low and G in the high 32 bits: a lane's sum stays below 256 * 2^22 +
+ * 2^21 < 2^32 because the weights are >= 0 and add up to about 2^22, so
+ * nothing carries across and each lane is exactly Pillow's 32-bit sum.
  */
-static void pass_horizontal(const struct img_rgb *im, const struct img_axis *ax, int row_first, int row_last,
-			    uint8_t *tmp)
+static void pass_horizontal4(const struct img_axis *ax, const uint8_t *const s[4], uint8_t *const d[4])
 {
 	const uint64_t half = (uint64_t)1 << (PRECISION_BITS - 1);
-	size_t w = im->width, rows = (size_t)(row_last - row_first), y, x;
+	const uint8_t *s0 = s[0], *s1 = s[1], *s2 = s[2], *s3 = s[3];
+	size_t x;
 	int i;
 
-	for (y = 0; y < rows; y += 4) {
-		/* a short last group repeats its last row */
-		size_t y1 = y + 1 < rows ? y + 1 : y, y2 = y + 2 < rows ? y + 2 : y1;
-		size_t y3 = y + 3 < rows ? y + 3 : y2;
-		const uint8_t *s0 = im->pixels + (row_first + y) * w * 3;
-		const uint8_t *s1 = im->pixels + (row_first + y1) * w * 3;
-		const uint8_t *s2 = im->pixels + (row_first + y2) * w * 3;
-		const uint8_t *s3 = im->pixels + (row_first + y3) * w * 3;
+	for (x = 0; x < IMG_CROP; x++) {
+		const int32_t *k = ax->k + x * ax->ksize;
+		size_t o = (size_t)ax->bounds[2 * x] * 3;
+		int n = ax->bounds[2 * x + 1];
+		uint64_t rg0 = half | half << 32, rg1 = rg0, rg2 = rg0, rg3 = rg0;
+		uint32_t b0 = (uint32_t)half, b1 = b0, b2 = b0, b3 = b0;
 
-		for (x = 0; x < IMG_CROP; x++) {
-			const int32_t *k = ax->k + x * ax->ksize;
-			size_t o = (size_t)ax->bounds[2 * x] * 3;
-			int n = ax->bounds[2 * x + 1];
-			uint64_t rg0 = half | half << 32, rg1 = rg0, rg2 = rg0, rg3 = rg0;
-			uint32_t b0 = (uint32_t)half, b1 = b0, b2 = b0, b3 = b0;
+		for (i = 0; i < n; i++, o += 3) {
+			uint32_t kv = (uint32_t)k[i];
 
-			for (i = 0; i < n; i++, o += 3) {
-				uint32_t kv = (uint32_t)k[i];
-
-				rg0 += (s0[o] | (uint64_t)s0[o + 1] << 32) * kv;
-				b0 += s0[o + 2] * kv;
-				rg1 += (s1[o] | (uint64_t)s1[o + 1] << 32) * kv;
-				b1 += s1[o + 2] * kv;
-				rg2 += (s2[o] | (uint64_t)s2[o + 1] << 32) * kv;
-				b2 += s2[o + 2] * kv;
-				rg3 += (s3[o] | (uint64_t)s3[o + 1] << 32) * kv;
-				b3 += s3[o + 2] * kv;
-			}
-			put_rgb(tmp + (y3 * IMG_CROP + x) * 3, rg3, b3);
-			put_rgb(tmp + (y2 * IMG_CROP + x) * 3, rg2, b2);
-			put_rgb(tmp + (y1 * IMG_CROP + x) * 3, rg1, b1);
-			put_rgb(tmp + (y * IMG_CROP + x) * 3, rg0, b0);
+			rg0 += (s0[o] | (uint64_t)s0[o + 1] << 32) * kv;
+			b0 += s0[o + 2] * kv;
+			rg1 += (s1[o] | (uint64_t)s1[o + 1] << 32) * kv;
+			b1 += s1[o + 2] * kv;
+			rg2 += (s2[o] | (uint64_t)s2[o + 1] << 32) * kv;
+			b2 += s2[o + 2] * kv;
+			rg3 += (s3[o] | (uint64_t)s3[o + 1] << 32) * kv;
+			b3 += s3[o + 2] * kv;
 		}
+		put_rgb(d[3] + x * 3, rg3, b3);
+		put_rgb(d[2] + x * 3, rg2, b2);
+		put_rgb(d[1] + x * 3, rg1, b1);
+		put_rgb(d[0] + x * 3, rg0, b0);
 	}
 }
 
 /*
- * Vertical pass: mid is a [rows][224][3] window (rows stride bytes apart)
- * whose first row is source row row_first; out gets [224][224][3]. Whole
- * rows are summed per tap; integer sums do not depend on the order.
+ * Vertical pass: mid is a [rows][224][3] window whose first row is source
+ * row row_first; out gets [224][224][3]. Whole rows are summed per tap;
+ * integer sums do not depend on the order.
  */
-static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_axis *ay, int row_first,
-			  uint8_t *out)
+static void pass_vertical(const uint8_t *mid, const struct img_axis *ay, int row_first, uint8_t *out)
 {
 	uint32_t acc[IMG_CROP * 3];
 	size_t x, y;
@@ -242,7 +226,7 @@ static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_ax
 		for (x = 0; x < IMG_CROP * 3; x++)
 			acc[x] = 1 << (PRECISION_BITS - 1);
 		for (i = 0; i < n; i++) {
-			const uint8_t *src = mid + (size_t)(ymin + i) * stride;
+			const uint8_t *src = mid + (size_t)(ymin + i) * IMG_CROP * 3;
 			uint32_t kv = (uint32_t)k[i];
 
 			for (x = 0; x < IMG_CROP * 3; x++)
@@ -253,71 +237,135 @@ static void pass_vertical(const uint8_t *mid, size_t stride, const struct img_ax
 	}
 }
 
-int img_resize_crop(const struct img_rgb *im, uint8_t *out, struct seer_err *err)
+int img_cropper_init(struct img_cropper *c, uint32_t width, uint32_t height, struct seer_err *err)
 {
-	struct img_axis ax = {0}, ay = {0};
 	uint64_t nw, nh;
-	int top, left, need_h, need_v, row_first, row_last, rc;
-	size_t stride, y;
-	const uint8_t *mid; /* [rows][224][3] window of the horizontally resized image */
-	uint8_t *tmp = NULL;
+	int top, left, rc = 0, x;
 
-	if (im == NULL || im->pixels == NULL || im->width == 0 || im->height == 0 || out == NULL)
+	memset(c, 0, sizeof(*c));
+	if (width == 0 || height == 0)
 		return seer_err_set(err, SEER_EINVAL, "img_resize_crop: empty image");
-	if (im->width > (1u << 24) || im->height > (1u << 24))
+	if (width > (1u << 24) || height > (1u << 24))
 		return seer_err_set(err, SEER_ETOOLARGE, "img_resize_crop: %ux%u is too large",
-				    (unsigned)im->width, (unsigned)im->height);
-	resized_size(im->width, im->height, &nw, &nh);
+				    (unsigned)width, (unsigned)height);
+	resized_size(width, height, &nw, &nh);
 	if (nw > INT_MAX || nh > INT_MAX)
 		return seer_err_set(err, SEER_ETOOLARGE,
-				    "img_resize_crop: %ux%u resizes to an impossible size",
-				    (unsigned)im->width, (unsigned)im->height);
+				    "img_resize_crop: %ux%u resizes to an impossible size", (unsigned)width,
+				    (unsigned)height);
 	/* both sides are >= 256 now, so the crop never needs padding */
 	top = crop_offset(nh);
 	left = crop_offset(nw);
-	need_h = nw != im->width;
-	need_v = nh != im->height;
-
-	rc = need_h ? axis_init(&ax, (int)im->width, (int)nw, left, IMG_CROP, 1, err) : 0;
-	if (rc == 0 && need_v)
-		rc = axis_init(&ay, (int)im->height, (int)nh, top, IMG_CROP, 0, err);
+	c->width = width;
+	c->height = height;
+	c->need_h = nw != width;
+	c->need_v = nh != height;
+	if (c->need_h)
+		rc = axis_init(&c->ax, (int)width, (int)nw, left, IMG_CROP, 1, err);
+	if (rc == 0 && c->need_v)
+		rc = axis_init(&c->ay, (int)height, (int)nh, top, IMG_CROP, 0, err);
 	if (rc != 0)
 		goto fail;
-	/* the source rows the kept output rows read (bounds grow with the index) */
-	if (need_v) {
-		row_first = ay.bounds[0];
-		row_last = ay.bounds[(IMG_CROP - 1) * 2] + ay.bounds[(IMG_CROP - 1) * 2 + 1];
-	} else {
-		row_first = top;
-		row_last = top + IMG_CROP;
-	}
 
-	/* horizontal pass first, as Pillow does */
-	if (need_h) {
-		tmp = malloc((size_t)(row_last - row_first) * IMG_CROP * 3);
-		if (tmp == NULL) {
-			rc = seer_err_set(err, SEER_ENOMEM, "img_resize_crop: out of memory");
-			goto fail;
+	/* the source rows and columns the kept outputs read (bounds grow with the index) */
+	if (c->need_v) {
+		c->row_first = (uint32_t)c->ay.bounds[0];
+		c->row_last =
+			(uint32_t)(c->ay.bounds[(IMG_CROP - 1) * 2] + c->ay.bounds[(IMG_CROP - 1) * 2 + 1]);
+	} else {
+		c->row_first = (uint32_t)top;
+		c->row_last = (uint32_t)top + IMG_CROP;
+	}
+	if (c->need_h) {
+		c->col_first = (uint32_t)c->ax.bounds[0];
+		for (x = 0; x < IMG_CROP; x++) {
+			uint32_t end = (uint32_t)(c->ax.bounds[2 * x] + c->ax.bounds[2 * x + 1]);
+
+			c->ax.bounds[2 * x] -= (int)c->col_first; /* relative to the rows handed in */
+			if (end > c->col_last)
+				c->col_last = end;
 		}
-		pass_horizontal(im, &ax, row_first, row_last, tmp);
-		mid = tmp;
-		stride = IMG_CROP * 3;
 	} else {
-		stride = (size_t)im->width * 3;
-		mid = im->pixels + (size_t)row_first * stride + (size_t)left * 3;
+		c->col_first = (uint32_t)left;
+		c->col_last = (uint32_t)left + IMG_CROP;
 	}
-	if (need_v) {
-		pass_vertical(mid, stride, &ay, row_first, out);
-	} else {
-		for (y = 0; y < IMG_CROP; y++)
-			memcpy(out + y * IMG_CROP * 3, mid + y * stride, IMG_CROP * 3);
+	c->mid = malloc((size_t)(c->row_last - c->row_first) * IMG_CROP * 3);
+	if (c->mid == NULL) {
+		rc = seer_err_set(err, SEER_ENOMEM, "img_resize_crop: out of memory");
+		goto fail;
 	}
+	return 0;
 
 fail:
-	free(tmp);
-	axis_free(&ax);
-	axis_free(&ay);
+	img_cropper_free(c);
 	return rc;
+}
+
+void img_cropper_put_rows(struct img_cropper *c, uint32_t y, uint32_t n, const uint8_t *const *rows)
+{
+	const uint8_t *s[4];
+	uint8_t *d[4];
+	uint32_t i, j, first, last;
+
+	first = y > c->row_first ? y : c->row_first;
+	last = y + n < c->row_last ? y + n : c->row_last;
+	for (i = first; i < last; i += 4) {
+		/* a short last group repeats its last row */
+		for (j = 0; j < 4; j++) {
+			uint32_t r = i + j < last ? i + j : last - 1;
+
+			s[j] = rows[r - y];
+			d[j] = c->mid + (size_t)(r - c->row_first) * IMG_CROP * 3;
+		}
+		if (c->need_h)
+			pass_horizontal4(&c->ax, s, d);
+		else
+			for (j = 0; j < 4; j++)
+				memcpy(d[j], s[j], IMG_CROP * 3);
+	}
+	c->rows_done += last > first ? last - first : 0;
+}
+
+void img_cropper_finish(struct img_cropper *c, uint8_t *out)
+{
+	assert(c->mid != NULL && c->rows_done == c->row_last - c->row_first);
+	if (c->need_v)
+		pass_vertical(c->mid, &c->ay, (int)c->row_first, out);
+	else
+		memcpy(out, c->mid, (size_t)IMG_CROP * IMG_CROP * 3);
+}
+
+void img_cropper_free(struct img_cropper *c)
+{
+	if (c == NULL)
+		return;
+	axis_free(&c->ax);
+	axis_free(&c->ay);
+	free(c->mid);
+	memset(c, 0, sizeof(*c));
+}
+
+int img_resize_crop(const struct img_rgb *im, uint8_t *out, struct seer_err *err)
+{
+	struct img_cropper c;
+	const uint8_t *rows[16];
+	uint32_t y, i, n;
+	int rc;
+
+	if (im == NULL || im->pixels == NULL || out == NULL)
+		return seer_err_set(err, SEER_EINVAL, "img_resize_crop: empty image");
+	rc = img_cropper_init(&c, im->width, im->height, err);
+	if (rc != 0)
+		return rc;
+	for (y = c.row_first; y < c.row_last; y += n) {
+		n = c.row_last - y < 16 ? c.row_last - y : 16;
+		for (i = 0; i < n; i++)
+			rows[i] = im->pixels + ((size_t)(y + i) * im->width + c.col_first) * 3;
+		img_cropper_put_rows(&c, y, n, rows);
+	}
+	img_cropper_finish(&c, out);
+	img_cropper_free(&c);
+	return 0;
 }
 
 void img_normalize(const uint8_t *crop, float *out)

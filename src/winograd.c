@@ -2,6 +2,7 @@
  * winograd.c - 3x3 stride-1 pad-1 convolution as Winograd F(4x4, 3x3): 6x6
  * input tiles and 3x3 filters go to 36 transform points, are multiplied there
  * by 36 cblas_sgemm calls, and 4x4 output tiles come back with the epilogue.
+ * F(2x2, 3x3) (4x4 tiles, 16 points) follows the same plan at the end.
  */
 #include "winograd.h"
 
@@ -630,6 +631,342 @@ void wino_conv3x3(const float *u, const float *bias, int k, int c,
 						  n, h, w, r0, r1, residual ? residual + k0 * plane : NULL, relu,
 						  out + k0 * plane, my_work);
 			/* the next block's input transform overwrites V (and, alone, M) */
+#pragma omp barrier
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * F(2x2, 3x3): 4x4 input tiles, 16 transform points.
+ *
+ *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
+ *
+ *   B^T = | 1  0 -1  0 |   G = |  1    0    0  |   A^T = | 1  1  1  0 |
+ *         | 0  1  1  0 |       | 1/2  1/2  1/2 |         | 0  1 -1 -1 |
+ *         | 0 -1  1  0 |       | 1/2 -1/2  1/2 |
+ *         | 0  1  0 -1 |       |  0    0    1  |
+ *
+ * d is the 4x4 input tile whose top-left corner is (2*ty - 1, 2*tx - 1), Y
+ * the 2x2 output tile at (2*ty, 2*tx), point xi = 4*i + j. Twice the
+ * multiplications per output of F(4x4) but 16/36 of its transformed weight
+ * bytes and four times the tiles of a small image: for the deep layers at
+ * small batches, where streaming the weights costs more than the
+ * arithmetic, that can be the better trade. The code mirrors F(4x4)'s.
+ * ------------------------------------------------------------------------ */
+
+/* How one F(2x2) call is cut up; see struct wino_plan. */
+struct wino2_plan {
+	int tw, th;     /* tiles per tile row, tile rows per image */
+	int rows;       /* tile rows in the batch: n * th */
+	int block_rows; /* tile rows per round of 16 GEMMs */
+	int hw;         /* tiles a tile row's vectors cover: tw rounded up to WINO_VL */
+	size_t ldt;     /* row stride of V and M: block tiles plus overrun room */
+	size_t xs;      /* stride of the matrix slots holding V ([c][ldt]) and M ([k][ldt]) */
+};
+
+static void wino2_plan_init(struct wino2_plan *p, int k, int c, int n, int h, int w)
+{
+	size_t per_row, u_bytes, fit, blocks, nvec;
+
+	assert(k > 0 && c > 0 && n > 0 && h > 0 && w > 0);
+	assert((size_t)n * ((h + 1) / 2) * ((w + 1) / 2 + WINO_VL) < INT_MAX / 16);
+	p->tw = (w + 1) / 2;
+	p->th = (h + 1) / 2;
+	p->rows = n * p->th;
+	nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
+	p->hw = (int)(nvec * WINO_VL);
+	/* the same blocking rule as F(4x4) (wino_plan_init) */
+	per_row = 16 * sizeof(float) * (size_t)(k > c ? k : c) * p->tw;
+	u_bytes = 16 * sizeof(float) * (size_t)k * c;
+	fit = WINO_BLOCK_BYTES / per_row;
+	if (fit < 1)
+		fit = 1;
+	blocks = ((size_t)p->rows + fit - 1) / fit;
+	if ((blocks - 1) * u_bytes > (size_t)p->rows * per_row)
+		blocks = 1;
+	p->block_rows = (int)(((size_t)p->rows + blocks - 1) / blocks);
+	p->ldt = (size_t)(p->block_rows - 1) * p->tw + p->hw;
+	p->ldt = (p->ldt + 15) & ~(size_t)15;
+	p->xs = wino_matrix_stride((size_t)(k > c ? k : c) * p->ldt);
+}
+
+size_t wino2_weight_floats(int k, int c)
+{
+	assert(k > 0 && c > 0);
+	return 16 * (size_t)k * (size_t)c;
+}
+
+void wino2_weight_transform(const float *w, int k, int c, float *u)
+{
+	static const double g_mat[4][3] = {
+		{ 1, 0, 0 },
+		{ 0.5, 0.5, 0.5 },
+		{ 0.5, -0.5, 0.5 },
+		{ 0, 0, 1 },
+	};
+	size_t kc = (size_t)k * (size_t)c;
+
+	assert(k > 0 && c > 0);
+	for (size_t f = 0; f < kc; f++) {
+		const float *g = w + 9 * f;
+		double tmp[4][3]; /* G g */
+
+		for (int i = 0; i < 4; i++)
+			for (int j = 0; j < 3; j++)
+				tmp[i][j] = g_mat[i][0] * g[j] + g_mat[i][1] * g[3 + j] +
+					    g_mat[i][2] * g[6 + j];
+		for (int i = 0; i < 4; i++)
+			for (int j = 0; j < 4; j++)
+				u[(size_t)(4 * i + j) * kc + f] =
+					(float)(tmp[i][0] * g_mat[j][0] + tmp[i][1] * g_mat[j][1] +
+						tmp[i][2] * g_mat[j][2]);
+	}
+}
+
+/* Floats of row work space one thread's F(2x2) transforms need. */
+static size_t wino2_work_floats(const struct wino2_plan *p)
+{
+	/* input: a padded row of 2 * hw + 2 * WINO_VL floats and [4][4][hw] rows after B^T */
+	return 18 * (size_t)p->hw + 2 * WINO_VL;
+}
+
+size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads)
+{
+	struct wino2_plan p;
+
+	wino2_plan_init(&p, k, c, n, h, w);
+	/* as for F(4x4): 17 shared slots on one thread, 32 separate ones on several */
+	return (threads > 1 ? 32 : 17) * p.xs + (size_t)threads * wino2_work_floats(&p);
+}
+
+/* One 1-D step of B^T d B on vectors: o[l] = sum_m B^T[l][m] e[m], o[l] to dst + l * stride. */
+WINO_INLINE void wino2_bt4(const wino_vf *e, float *dst, size_t stride)
+{
+	wino_vf o;
+
+	o = e[0] - e[2];
+	WINO_STORE(dst, o);
+	o = e[1] + e[2];
+	WINO_STORE(dst + stride, o);
+	o = e[2] - e[1];
+	WINO_STORE(dst + 2 * stride, o);
+	o = e[1] - e[3];
+	WINO_STORE(dst + 3 * stride, o);
+}
+
+/*
+ * B^T along one padded input row: hr[l][tx] = sum_m B^T[l][m] line[2*tx + m]
+ * for tx < nvec * WINO_VL (hr is [4][nvec * WINO_VL]), where line[x + 1]
+ * is input column x and zero outside the row. Vector g of e[m] holds the
+ * even (m = 0, 2) or odd (m = 1, 3) floats of line[2 * WINO_VL * g + m ..].
+ */
+WINO_INLINE void wino2_row_bt(const float *line, size_t nvec, float *hr)
+{
+	size_t hw = nvec * WINO_VL;
+
+	for (size_t g = 0; g < nvec; g++) {
+		const float *src = line + 2 * WINO_VL * g;
+		wino_vf a, b, e[4];
+
+		WINO_LOAD(a, src);
+		WINO_LOAD(b, src + WINO_VL);
+		e[0] = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+		e[1] = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+		WINO_LOAD(a, src + 2);
+		WINO_LOAD(b, src + 2 + WINO_VL);
+		e[2] = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+		e[3] = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+		wino2_bt4(e, hr + g * WINO_VL, hw);
+	}
+}
+
+/*
+ * F(2x2) input transform of tile rows [r0, r1) for every channel:
+ * v[xi][c][t] = (B^T d B)[xi] for tile t = (r - r0) * tw + tx.
+ *
+ * B^T along each of a tile row's four input rows 2*ty - 1 .. 2*ty + 2, then
+ * down them into v; the last two rows are the first two of the next tile
+ * row, so their results are kept. Vectors run up to WINO_VL - 1 tiles past
+ * the row, as in wino_input_block.
+ */
+WINO_CLONES
+static void wino2_input_block(const struct wino2_plan *p, const float *in, int c, int n,
+			      int h, int w, int r0, int r1, float *v, float *work)
+{
+	size_t xs = p->xs;
+	size_t hw = (size_t)p->hw, nvec = hw / WINO_VL;
+	float *line = work;                      /* [2 * hw + 2 * WINO_VL]: a row, padded */
+	float *bufs = work + 2 * hw + 2 * WINO_VL; /* [4][4][hw]: rows after B^T */
+
+	/* only line[1 .. w] is ever written, so the padding stays zero */
+	memset(line, 0, (2 * hw + 2 * WINO_VL) * sizeof(float));
+	for (int ci = 0; ci < c; ci++) {
+		float *hr[4];
+		int prev_n = -1;
+
+		for (int j = 0; j < 4; j++)
+			hr[j] = bufs + (size_t)j * 4 * hw;
+		for (int r = r0; r < r1; r++) {
+			int ni = r / p->th, ty = r % p->th;
+			float *dst = v + (size_t)ci * p->ldt + (size_t)(r - r0) * p->tw;
+			int j0 = 0;
+
+			if (ni == prev_n) {
+				/* rows 2*ty - 1 and 2*ty were rows 2 and 3 of tile row ty - 1 */
+				float *t0 = hr[0], *t1 = hr[1];
+
+				hr[0] = hr[2];
+				hr[1] = hr[3];
+				hr[2] = t0;
+				hr[3] = t1;
+				j0 = 2;
+			}
+			prev_n = ni;
+			for (int j = j0; j < 4; j++) {
+				int y = 2 * ty - 1 + j;
+
+				if (y < 0 || y >= h) {
+					memset(hr[j], 0, 4 * hw * sizeof(float));
+					continue;
+				}
+				memcpy(line + 1, in + (((size_t)ci * n + ni) * h + y) * w,
+				       (size_t)w * sizeof(float));
+				wino2_row_bt(line, nvec, hr[j]);
+			}
+			for (size_t l = 0; l < 4; l++) {
+				for (size_t tx = 0; tx < hw; tx += WINO_VL) {
+					wino_vf col[4];
+
+					WINO_LOAD(col[0], hr[0] + l * hw + tx);
+					WINO_LOAD(col[1], hr[1] + l * hw + tx);
+					WINO_LOAD(col[2], hr[2] + l * hw + tx);
+					WINO_LOAD(col[3], hr[3] + l * hw + tx);
+					/* point 4*i + l, for i = 0 .. 3 */
+					wino2_bt4(col, dst + l * xs + tx, 4 * xs);
+				}
+			}
+		}
+	}
+}
+
+/*
+ * F(2x2) output transform of tile rows [r0, r1) for every output channel,
+ * fused with the epilogue: out = relu?((A^T m A) + bias + residual?), where
+ * m[xi] of tile t is mm[xi][k][t]. Columns of mm past the block's last tile
+ * must hold finite values (the vectors read past the row). Per vector of
+ * tiles the 16 products are loaded, reduced to the 2x2 outputs in
+ * registers and interleaved back into x order.
+ */
+WINO_CLONES
+static void wino2_output_block(const struct wino2_plan *p, const float *mm, const float *bias,
+			       int k, int n, int h, int w, int r0, int r1,
+			       const float *residual, int relu, float *out, float *work)
+{
+	size_t hw = (size_t)p->hw, xs = p->xs;
+	float *bounce = work; /* [WINO_VL]: a partial output vector */
+	wino_vf zero = { 0 };
+
+	for (int ki = 0; ki < k; ki++) {
+		wino_vf bv = zero + (bias ? bias[ki] : 0.0f);
+
+		for (int r = r0; r < r1; r++) {
+			int ni = r / p->th, ty = r % p->th;
+			int rows = h - 2 * ty < 2 ? h - 2 * ty : 2;
+			const float *src = mm + (size_t)ki * p->ldt + (size_t)(r - r0) * p->tw;
+			size_t row0 = (((size_t)ki * n + ni) * h + 2 * ty) * w;
+
+			for (size_t tx = 0; tx < hw; tx += WINO_VL) {
+				wino_vf s[4][2], o[2][2]; /* A^T along rows; [qy][qx] */
+				int x = 2 * (int)tx;
+
+				if (x >= w)
+					break;
+				for (int i = 0; i < 4; i++) {
+					const float *si = src + (size_t)(4 * i) * xs + tx;
+					wino_vf e0, e1, e2, e3;
+
+					WINO_LOAD(e0, si);
+					WINO_LOAD(e1, si + xs);
+					WINO_LOAD(e2, si + 2 * xs);
+					WINO_LOAD(e3, si + 3 * xs);
+					s[i][0] = e0 + e1 + e2;
+					s[i][1] = e1 - e2 - e3;
+				}
+				for (int qx = 0; qx < 2; qx++) {
+					o[0][qx] = s[0][qx] + s[1][qx] + s[2][qx];
+					o[1][qx] = s[1][qx] - s[2][qx] - s[3][qx];
+				}
+				for (int qy = 0; qy < rows; qy++) {
+					size_t row = row0 + (size_t)qy * w;
+					const float *res = residual ? residual + row : NULL;
+					wino_vf vv;
+
+					/* x order: tile t's two columns, then tile t + 1's */
+					vv = __builtin_shufflevector(o[qy][0], o[qy][1], 0, 8, 1, 9, 2, 10, 3, 11);
+					wino_epilogue(&vv, &bv, res, relu, out + row, x, w, bounce);
+					if (x + WINO_VL >= w)
+						continue;
+					vv = __builtin_shufflevector(o[qy][0], o[qy][1], 4, 12, 5, 13, 6, 14, 7, 15);
+					wino_epilogue(&vv, &bv, res, relu, out + row, x + WINO_VL, w, bounce);
+				}
+			}
+		}
+	}
+}
+
+void wino2_conv3x3(const float *u, const float *bias, int k, int c,
+		   const float *in, int n, int h, int w,
+		   const float *residual, int relu, float *out, float *scratch, int threads)
+{
+	struct wino2_plan p;
+	size_t kc = (size_t)k * c, plane = (size_t)n * h * w;
+	float *v, *m, *work;
+
+	assert(threads >= 1);
+	wino2_plan_init(&p, k, c, n, h, w);
+	/* slots as in wino_conv3x3: V[xi] in slot xi + 1 on one thread, apart on several */
+	m = scratch;                                     /* [16][k][ldt], matrices p.xs apart */
+	v = scratch + (threads > 1 ? 16 : 1) * p.xs;     /* [16][c][ldt], matrices p.xs apart */
+	work = scratch + (threads > 1 ? 32 : 17) * p.xs; /* row work space, one per thread */
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+	{
+		int t = 0, nt = 1, c0, c1, k0, k1;
+		float *my_work;
+
+#ifdef _OPENMP
+		t = omp_get_thread_num();
+		nt = omp_get_num_threads();
+#endif
+		my_work = work + (size_t)t * wino2_work_floats(&p);
+		wino_share(c, t, nt, &c0, &c1);
+		wino_share(k, t, nt, &k0, &k1);
+
+		/* finite columns past a block's last tile, as in wino_conv3x3 */
+#pragma omp for schedule(static)
+		for (int xi = 0; xi < 16; xi++)
+			for (size_t row = 0; row < (size_t)k; row++)
+				memset(m + xi * p.xs + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
+				       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
+		for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
+			int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
+			int tiles = (r1 - r0) * p.tw;
+
+			if (c1 > c0)
+				wino2_input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
+						  v + (size_t)c0 * p.ldt, my_work);
+#pragma omp barrier
+#pragma omp for schedule(static)
+			for (int xi = 0; xi < 16; xi++)
+				/* [k][tiles] = [k][c] x [c][tiles] */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
+					    u + xi * kc, c, v + xi * p.xs, (int)p.ldt, 0.0f,
+					    m + xi * p.xs, (int)p.ldt);
+			if (k1 > k0)
+				wino2_output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL,
+						   k1 - k0, n, h, w, r0, r1,
+						   residual ? residual + k0 * plane : NULL, relu,
+						   out + k0 * plane, my_work);
 #pragma omp barrier
 		}
 	}

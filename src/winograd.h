@@ -1,5 +1,6 @@
 /*
- * winograd.h - 3x3, stride-1, pad-1 convolution by Winograd F(4x4, 3x3).
+ * winograd.h - 3x3, stride-1, pad-1 convolution by Winograd F(4x4, 3x3)
+ * (wino_) and F(2x2, 3x3) (wino2_).
  *
  * Activations are CNHW: element (c, n, y, x) sits at ((c*N + n)*H + y)*W + x,
  * so a whole batch goes through one set of 36 GEMMs. Filters are transformed
@@ -21,6 +22,12 @@
  * Winograd pays off where the GEMMs stay compute-bound; for 512 channels at
  * 7x7 and batch 1 its 36 weight matrices (4x the filter bytes) make the
  * GEMMs memory-bound and im2col + sgemm is faster (bench/wino_layers.c).
+ *
+ * The wino2_ functions do the same by F(2x2, 3x3): 4x4 input tiles, 16
+ * transform points, 2x2 output tiles. Twice F(4x4)'s multiplications per
+ * output, but 16/9 of the filter bytes instead of 4x, and four times the
+ * tiles (GEMM columns) on a small image; numerically about as close to the
+ * direct convolution as im2col. Same layouts, threading and contracts.
  */
 #ifndef SEER_WINOGRAD_H
 #define SEER_WINOGRAD_H
@@ -66,5 +73,28 @@ size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads);
 void wino_conv3x3(const float *u, const float *bias, int k, int c,
 		  const float *in, int n, int h, int w,
 		  const float *residual, int relu, float *out, float *scratch, int threads);
+
+/* Floats needed for the F(2x2) transformed weights of a k-output, c-input conv: 16*k*c. */
+size_t wino2_weight_floats(int k, int c);
+
+/*
+ * Transform filters for wino2_conv3x3: u[xi][k][c] = (G g G^T)[xi], xi over
+ * the 16 points of the 4x4 transform. w is [k][c][3][3]; u
+ * (wino2_weight_floats(k, c) floats) is written and stays the caller's.
+ * w and u must not overlap.
+ */
+void wino2_weight_transform(const float *w, int k, int c, float *u);
+
+/* Floats of scratch that wino2_conv3x3 needs for these sizes on this many threads. */
+size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads);
+
+/*
+ * wino_conv3x3 by F(2x2, 3x3): the same result, arguments and contract,
+ * with u from wino2_weight_transform and scratch of
+ * wino2_scratch_floats(k, c, n, h, w, threads) floats.
+ */
+void wino2_conv3x3(const float *u, const float *bias, int k, int c,
+		   const float *in, int n, int h, int w,
+		   const float *residual, int relu, float *out, float *scratch, int threads);
 
 #endif

@@ -276,7 +276,8 @@ def reference(path, exif):
 
 
 def run_dump(dump, path, out, exif, f32=None):
-    cmd = [dump, path, out]
+    # --both: img_decode_crop() and img_decode() + img_resize_crop() must agree
+    cmd = [dump, path, out, "--both"]
     if not exif:
         cmd.append("--no-exif-rotate")
     if f32:

@@ -97,6 +97,7 @@ struct jpeg_enc {
 	int nscans;
 	const uint8_t *app1;
 	size_t app1_len;
+	int samp_h, samp_v; /* luma sampling factors (chroma 1x1); 0: libjpeg's 2x2 */
 };
 
 /* Encode px ([h][w][comps]); returns a malloc'd JPEG of *len bytes. */
@@ -121,6 +122,10 @@ static uint8_t *jpeg_encode(const struct jpeg_enc *e, const uint8_t *px, size_t 
 	else if (e->in_cs == JCS_UNKNOWN)
 		jpeg_set_colorspace(&c, JCS_UNKNOWN);
 	jpeg_set_quality(&c, e->quality ? e->quality : 90, TRUE);
+	if (e->samp_h != 0) {
+		c.comp_info[0].h_samp_factor = e->samp_h;
+		c.comp_info[0].v_samp_factor = e->samp_v;
+	}
 	if (e->progressive)
 		jpeg_simple_progression(&c);
 	if (e->scans != NULL) {
@@ -1369,6 +1374,376 @@ static void test_resize(void)
 	tap_ok(rc == SEER_EINVAL, "img_resize_crop of an empty image -> SEER_EINVAL (%s)", err.msg);
 }
 
+/* ---------------------------------------------------------------------- */
+/* The fast path and img_decode_crop()                                      */
+/* ---------------------------------------------------------------------- */
+
+/* img_decode() + img_resize_crop(); returns the status and the decoded size. */
+static int crop_two_step(const uint8_t *d, size_t n, const struct img_decode_opts *o, uint8_t *crop,
+			 uint32_t *w, uint32_t *h, struct seer_err *err)
+{
+	struct img_rgb im;
+	int rc = img_decode(d, n, o, &im, err);
+
+	if (rc == 0)
+		rc = img_resize_crop(&im, crop, err);
+	*w = im.width;
+	*h = im.height;
+	img_rgb_free(&im);
+	return rc;
+}
+
+/* Set the EXIF orientation of a JPEG made with an exif_app1(.., 0, 3, ..) block. */
+static void jpeg_set_orientation(uint8_t *j, size_t len, int o)
+{
+	size_t i;
+
+	for (i = 0; i + 6 < len; i++)
+		if (memcmp(j + i, "Exif\0\0II", 8) == 0) {
+			j[i + 6 + 8 + 2 + 12 + 8] = (uint8_t)o;
+			return;
+		}
+	abort(); /* the test built it wrong */
+}
+
+static void test_fast(void)
+{
+	static const struct {
+		int w, h;
+		unsigned s;
+	} sizes[] = {{511, 700, 1},   {700, 512, 2},   {1023, 2047, 2}, {1100, 1030, 4},
+		     {2047, 2100, 4}, {2048, 2048, 8}, {4000, 3000, 8}, {1100, 5000, 4}};
+	struct img_decode_opts fast = defaults, small;
+	struct jpeg_enc e = {
+		.w = 2000, .h = 1200, .comps = 3, .in_cs = JCS_RGB, .jpeg_cs = JCS_UNKNOWN, .quality = 80};
+	uint8_t crop[IMG_CROP * IMG_CROP * 3], crop_fast[IMG_CROP * IMG_CROP * 3], app1[128];
+	struct img_rgb im, ex;
+	struct seer_err err;
+	uint8_t *j, *px, *p;
+	size_t len, i, off;
+	uint32_t w, h;
+	int bad = 0, rc;
+	double diff = 0;
+
+	fast.fast = 1;
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint32_t sw = (uint32_t)(sizes[i].w + sizes[i].s - 1) / sizes[i].s;
+		uint32_t sh = (uint32_t)(sizes[i].h + sizes[i].s - 1) / sizes[i].s;
+
+		j = jpeg_rgb(sizes[i].w, sizes[i].h, 75, &len);
+		rc = img_decode(j, len, &fast, &im, &err);
+		if (rc != 0 || im.width != sw || im.height != sh || (sw < sh ? sw : sh) < IMG_RESIZE) {
+			printf("# fast %dx%d: %s, %ux%u, want %ux%u\n", sizes[i].w, sizes[i].h,
+			       rc ? err.msg : "ok", (unsigned)im.width, (unsigned)im.height, (unsigned)sw,
+			       (unsigned)sh);
+			bad++;
+		}
+		if (sizes[i].s == 1) { /* nothing to scale: the exact decode, byte for byte */
+			rc = decode(j, len, &ex, &err);
+			bad += rc != 0 || ex.width != im.width ||
+			       memcmp(ex.pixels, im.pixels, (size_t)sw * sh * 3);
+			img_rgb_free(&ex);
+		}
+		if (sizes[i].w == 4000) {
+			/* the crops of both paths see the same scene */
+			rc = crop_two_step(j, len, &defaults, crop, &w, &h, &err);
+			rc |= img_resize_crop(&im, crop_fast, &err);
+			diff = rc ? 255 : mean_abs_diff(crop, crop_fast, sizeof(crop));
+			bad += rc != 0 || w != 4000 || h != 3000;
+		}
+		img_rgb_free(&im);
+		free(j);
+	}
+	tap_ok(bad == 0,
+	       "fast path: %zu JPEGs decoded at 1/s, s the largest of 8, 4, 2, 1 keeping the shorter "
+	       "side >= 256; s = 1 is the exact decode",
+	       sizeof(sizes) / sizeof(sizes[0]));
+	tap_ok(diff < 3.0,
+	       "fast path: the 224x224 crop of a 4000x3000 JPEG is close to the exact one "
+	       "(mean abs diff %.2f)",
+	       diff);
+
+	/* a transposing orientation: the shorter side is the same, and so is s */
+	px = pattern_image(2000, 1200, 3);
+	e.app1 = app1;
+	e.app1_len = exif_app1(app1, 0, 3, 6);
+	j = jpeg_encode(&e, px, &len);
+	rc = img_decode(j, len, &fast, &im, &err);
+	tap_ok(rc == 0 && im.width == 300 && im.height == 500,
+	       "fast path: 2000x1200 JPEG with EXIF orientation 6 -> 1/4 -> 500x300 -> turned to %ux%u",
+	       (unsigned)im.width, (unsigned)im.height);
+	img_rgb_free(&im);
+	free(j);
+	free(px);
+
+	/* PNG ignores it */
+	{
+		struct png_enc pe = {.w = 1200, .h = 900, .depth = 8, .color = PNG_COLOR_TYPE_RGB};
+
+		px = pattern_image(1200, 900, 3);
+		p = png_encode(&pe, px, 1200 * 3, &len);
+		rc = img_decode(p, len, &fast, &im, &err);
+		tap_ok(rc == 0 && im.width == 1200 && im.height == 900 &&
+			       memcmp(im.pixels, px, (size_t)1200 * 900 * 3) == 0,
+		       "fast path: a 1200x900 PNG decodes at full size, unchanged");
+		img_rgb_free(&im);
+		free(p);
+		free(px);
+	}
+
+	/* the limits hold for the size in the header, not the reduced one */
+	j = jpeg_rgb(16, 16, 90, &len);
+	off = jpeg_find_marker(j, len, 0xc0);
+	j[off + 5] = 0x17, j[off + 6] = 0x70; /* height 6000 */
+	j[off + 7] = 0x1f, j[off + 8] = 0x40; /* width 8000 */
+	rc = img_decode(j, len, &fast, &im, &err);
+	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "8000x6000") != NULL,
+	       "fast path: JPEG of 8000x6000 (48 MP, 1000x750 at 1/8) -> SEER_ETOOLARGE (%s)", err.msg);
+	rc = img_decode_crop(j, len, &fast, crop, &err);
+	tap_ok(rc == SEER_ETOOLARGE, "... and from img_decode_crop() too (%s)", err.msg);
+	small = fast;
+	small.limits.max_side = 4000;
+	j[off + 5] = 0x03, j[off + 6] = 0x20; /* height 800 */
+	j[off + 7] = 0x0f, j[off + 8] = 0xa1; /* width 4001 */
+	rc = img_decode_crop(j, len, &small, crop, &err);
+	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "a side") != NULL,
+	       "fast path: 4001 px wide with max_side 4000 -> SEER_ETOOLARGE (%s)", err.msg);
+	free(j);
+}
+
+/* One JPEG encoding for test_decode_crop(). */
+struct crop_variant {
+	const char *name;
+	int comps;
+	J_COLOR_SPACE in_cs, jpeg_cs;
+	int samp_h, samp_v, progressive, restart_rows;
+	int all_orientations;
+	const jpeg_scan_info *scans; /* a progressive script of its own */
+	int nscans;
+};
+
+/*
+ * img_decode_crop() against img_decode() + img_resize_crop() of the same
+ * JPEG in orientations 1-8 (or 1, 3, 6), exact and fast. Returns the
+ * number of disagreements.
+ */
+static int crop_agree(const struct crop_variant *v, int w, int h)
+{
+	struct jpeg_enc e = {.w = w,
+			     .h = h,
+			     .comps = v->comps,
+			     .in_cs = v->in_cs,
+			     .jpeg_cs = v->jpeg_cs,
+			     .quality = 85,
+			     .progressive = v->progressive,
+			     .restart_rows = v->restart_rows,
+			     .samp_h = v->samp_h,
+			     .samp_v = v->samp_v,
+			     .scans = v->scans,
+			     .nscans = v->nscans};
+	static const int some[] = {1, 3, 6};
+	uint8_t a[IMG_CROP * IMG_CROP * 3], b[IMG_CROP * IMG_CROP * 3], app1[128], *px, *j;
+	struct img_decode_opts o = defaults;
+	struct seer_err err;
+	size_t len;
+	uint32_t dw, dh;
+	int k, n = v->all_orientations ? 8 : 3, bad = 0, ra, rb;
+
+	px = pattern_image((size_t)w, (size_t)h, v->comps);
+	e.app1 = app1;
+	e.app1_len = exif_app1(app1, 0, 3, 1);
+	j = jpeg_encode(&e, px, &len);
+	for (k = 0; k < n; k++) {
+		int orient = v->all_orientations ? k + 1 : some[k];
+
+		jpeg_set_orientation(j, len, orient);
+		for (o.fast = 0; o.fast < 2; o.fast++) {
+			ra = img_decode_crop(j, len, &o, a, &err);
+			rb = crop_two_step(j, len, &o, b, &dw, &dh, &err);
+			if (ra != 0 || rb != 0 || memcmp(a, b, sizeof(a)) != 0) {
+				printf("# %s %dx%d orientation %d%s: %s\n", v->name, w, h, orient,
+				       o.fast ? " fast" : "", ra || rb ? err.msg : "crops differ");
+				bad++;
+			}
+		}
+	}
+	free(j);
+	free(px);
+	return bad;
+}
+
+static void test_decode_crop(void)
+{
+	/* progressive scripts that stop early: libjpeg then smooths blocks across their neighbours */
+	static const jpeg_scan_info dc_only[] = {{3, {0, 1, 2}, 0, 0, 0, 0}};
+	static const jpeg_scan_info dc_some_ac[] = {{3, {0, 1, 2}, 0, 0, 0, 1}, {1, {0}, 1, 5, 0, 0}};
+	static const struct crop_variant base = {"4:2:0", 3, JCS_RGB, JCS_UNKNOWN, 0, 0, 0, 0, 1, NULL, 0};
+	static const struct crop_variant variants[] = {
+		{"progressive, DC scan only", 3, JCS_RGB, JCS_UNKNOWN, 0, 0, 1, 0, 1, dc_only, 1},
+		{"progressive 4:1:1, DC and luma AC 1-5 only", 3, JCS_RGB, JCS_UNKNOWN, 4, 1, 1, 0, 0,
+		 dc_some_ac, 2},
+		{"4:2:2", 3, JCS_RGB, JCS_UNKNOWN, 2, 1, 0, 0, 0, NULL, 0},
+		{"4:4:0", 3, JCS_RGB, JCS_UNKNOWN, 1, 2, 0, 0, 0, NULL, 0},
+		{"4:4:4", 3, JCS_RGB, JCS_UNKNOWN, 1, 1, 0, 0, 0, NULL, 0},
+		{"4:1:1", 3, JCS_RGB, JCS_UNKNOWN, 4, 1, 0, 0, 0, NULL, 0},
+		{"progressive 4:2:0", 3, JCS_RGB, JCS_UNKNOWN, 0, 0, 1, 0, 1, NULL, 0},
+		{"restart markers", 3, JCS_RGB, JCS_UNKNOWN, 0, 0, 0, 1, 0, NULL, 0},
+		{"grayscale", 1, JCS_GRAYSCALE, JCS_UNKNOWN, 0, 0, 0, 0, 0, NULL, 0},
+		{"CMYK", 4, JCS_CMYK, JCS_CMYK, 0, 0, 0, 0, 1, NULL, 0},
+		{"YCCK", 4, JCS_CMYK, JCS_YCCK, 0, 0, 0, 0, 0, NULL, 0},
+	};
+	static const int sizes[][2] = {{1203, 907}, {907, 1203}, {2050, 611},
+				       {333, 1500}, {67, 45},	 {256, 300}};
+	uint8_t crop[IMG_CROP * IMG_CROP * 3], crop2[IMG_CROP * IMG_CROP * 3], *j, *copy;
+	struct img_decode_opts fast = defaults;
+	struct seer_err err;
+	size_t i, len, cut, step, off, end;
+	uint32_t w, h;
+	int bad = 0, rc, f;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		bad += crop_agree(&base, sizes[i][0], sizes[i][1]);
+	tap_ok(bad == 0,
+	       "img_decode_crop() == img_decode() + img_resize_crop(): 4:2:0, %zu sizes, "
+	       "orientations 1-8, exact and fast",
+	       sizeof(sizes) / sizeof(sizes[0]));
+	for (i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+		bad = crop_agree(&variants[i], 1203, 907);
+		tap_ok(bad == 0,
+		       "img_decode_crop() == img_decode() + img_resize_crop(): %s 1203x907, "
+		       "orientations %s, exact and fast",
+		       variants[i].name, variants[i].all_orientations ? "1-8" : "1, 3, 6");
+	}
+
+	/* cut anywhere, the skipped rows included: truncated, exact and fast */
+	fast.fast = 1;
+	j = jpeg_rgb(600, 1500, 80, &len);
+	step = len / 150;
+	bad = 0;
+	for (cut = 1; cut < len; cut += cut + 200 < len ? step : 1) {
+		copy = malloc(cut);
+		memcpy(copy, j, cut);
+		for (f = 0; f < 2; f++) {
+			rc = img_decode_crop(copy, cut, f ? &fast : &defaults, crop, &err);
+			if (rc != SEER_ETRUNC && !bad++)
+				printf("# cut at %zu%s: %d %s\n", cut, f ? " fast" : "", rc, err.msg);
+		}
+		free(copy);
+	}
+	tap_ok(bad == 0, "img_decode_crop() of a 600x1500 JPEG cut at ~350 lengths -> SEER_ETRUNC (%d wrong)",
+	       bad);
+
+	/* a stray marker in the rows above and below the window: still corrupt */
+	off = jpeg_find_marker(j, len, 0xda);
+	off += 2 + (j[off + 2] << 8 | j[off + 3]);
+	end = jpeg_find_marker(j + off, len - off, 0xd9) + off;
+	copy = malloc(len);
+	bad = 0;
+	for (i = 0; i < 2; i++) {
+		size_t at = off + (end - off) * (i ? 95 : 5) / 100;
+
+		memcpy(copy, j, len);
+		copy[at] = 0xff;
+		copy[at + 1] = 0xd3;
+		for (f = 0; f < 2; f++) {
+			rc = img_decode_crop(copy, len, f ? &fast : &defaults, crop, &err);
+			if (rc != SEER_ECORRUPT && !bad++)
+				printf("# stray marker at %zu%s: %d %s\n", at, f ? " fast" : "", rc, err.msg);
+		}
+	}
+	rc = img_decode_crop(j, len, &defaults, crop, &err);
+	rc |= crop_two_step(j, len, &defaults, crop2, &w, &h, &err);
+	tap_ok(bad == 0 && rc == 0 && memcmp(crop, crop2, sizeof(crop)) == 0,
+	       "img_decode_crop(): a stray RST marker in the skipped top or bottom rows -> SEER_ECORRUPT");
+	free(copy);
+	free(j);
+
+	/* PNG rows streamed into the cropper: every layout, and interlaced (decoded whole) */
+	{
+		static const png_color plte[4] = {{200, 10, 20}, {5, 250, 6}, {7, 8, 255}, {90, 91, 92}};
+		static const struct {
+			const char *name;
+			int depth, color, interlace, bytes; /* bytes: per pixel, 0 for < 8 bits */
+		} layouts[] = {
+			{"RGB", 8, PNG_COLOR_TYPE_RGB, 0, 3},
+			{"RGBA", 8, PNG_COLOR_TYPE_RGB_ALPHA, 0, 4},
+			{"gray", 8, PNG_COLOR_TYPE_GRAY, 0, 1},
+			{"2-bit gray", 2, PNG_COLOR_TYPE_GRAY, 0, 0},
+			{"16-bit gray", 16, PNG_COLOR_TYPE_GRAY, 0, 2},
+			{"16-bit RGB", 16, PNG_COLOR_TYPE_RGB, 0, 6},
+			{"palette", 8, PNG_COLOR_TYPE_PALETTE, 0, 1},
+			{"interlaced RGB", 8, PNG_COLOR_TYPE_RGB, 1, 3},
+		};
+		const uint32_t pw = 701, ph = 301;
+		uint8_t *src = pattern_image(pw, ph, 6), *p;
+
+		bad = 0;
+		for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+			struct png_enc pe = {.w = pw,
+					     .h = ph,
+					     .depth = layouts[i].depth,
+					     .color = layouts[i].color,
+					     .interlace = layouts[i].interlace,
+					     .plte = plte,
+					     .nplte = 4};
+			size_t rb = layouts[i].bytes ? pw * (size_t)layouts[i].bytes : (pw * 2 + 7) / 8, k;
+			uint8_t *rows = malloc(rb * ph);
+
+			/* any bytes are valid samples, once palette indices and 2-bit ones are in range */
+			for (k = 0; k < rb * ph; k++)
+				rows[k] = layouts[i].color == PNG_COLOR_TYPE_PALETTE ? src[k] % 4 : src[k];
+			if (layouts[i].color != PNG_COLOR_TYPE_PALETTE)
+				pe.plte = NULL;
+			p = png_encode(&pe, rows, rb, &len);
+			rc = img_decode_crop(p, len, &defaults, crop, &err);
+			rc |= crop_two_step(p, len, &defaults, crop2, &w, &h, &err);
+			if (rc != 0 || memcmp(crop, crop2, sizeof(crop)) != 0) {
+				printf("# PNG %s: %s\n", layouts[i].name, rc ? err.msg : "crops differ");
+				bad++;
+			}
+			if (i == 0) {
+				/* the rows below the window are still read: truncated or a bad CRC fails */
+				size_t iend = png_find_chunk(p, len, "IEND");
+
+				for (cut = len / 2; cut < len; cut += (len - cut) / 3 + 1) {
+					rc = img_decode_crop(p, cut, &defaults, crop, &err);
+					bad += rc != SEER_ETRUNC;
+				}
+				p[iend - 1] ^= 1; /* the last IDAT's CRC */
+				rc = img_decode_crop(p, len, &defaults, crop, &err);
+				bad += rc != SEER_ECORRUPT;
+			}
+			free(rows);
+			free(p);
+		}
+		tap_ok(bad == 0,
+		       "img_decode_crop() == img_decode() + img_resize_crop() on 701x301 PNGs: %zu "
+		       "layouts; cut or with a bad last CRC it fails",
+		       sizeof(layouts) / sizeof(layouts[0]));
+		free(src);
+	}
+
+	/* the errors of the entry point itself */
+	rc = img_decode_crop(NULL, 0, NULL, crop, &err);
+	tap_ok(rc == SEER_EEMPTY, "img_decode_crop() of 0 bytes -> SEER_EEMPTY (%s)", err.msg);
+	rc = img_decode_crop("GIF89a\1\0\1\0", 10, NULL, crop, &err);
+	tap_ok(rc == SEER_EUNSUPPORTED && strstr(err.msg, "GIF") != NULL,
+	       "img_decode_crop() of a GIF -> SEER_EUNSUPPORTED (%s)", err.msg);
+	rc = img_decode_crop("\xff\xd8\xff", 3, NULL, NULL, &err);
+	tap_ok(rc == SEER_EINVAL, "img_decode_crop() without an output buffer -> SEER_EINVAL");
+	{
+		struct png_enc pe = {.w = 300, .h = 257, .depth = 8, .color = PNG_COLOR_TYPE_RGB};
+		uint8_t *px = pattern_image(300, 257, 3), *p = png_encode(&pe, px, 300 * 3, &len);
+
+		rc = img_decode_crop(p, len, &fast, crop, &err);
+		rc |= crop_two_step(p, len, &defaults, crop2, &w, &h, &err);
+		tap_ok(rc == 0 && memcmp(crop, crop2, sizeof(crop)) == 0,
+		       "img_decode_crop() of a PNG == img_decode() + img_resize_crop()");
+		free(p);
+		free(px);
+	}
+}
+
 static void test_normalize(void)
 {
 	static uint8_t crop[IMG_CROP * IMG_CROP * 3];
@@ -1404,6 +1779,8 @@ int main(void)
 	test_exif();
 	test_png_modes();
 	test_resize();
+	test_fast();
+	test_decode_crop();
 	test_normalize();
 	img_rgb_free(NULL);
 	img_rgb_free(&(struct img_rgb){0});

@@ -1,6 +1,6 @@
 /*
- * test_winograd.c - TAP test of the Winograd F(4x4, 3x3) convolution against
- * a naive direct convolution accumulated in double.
+ * test_winograd.c - TAP test of the Winograd F(4x4, 3x3) and F(2x2, 3x3)
+ * convolutions against a naive direct convolution accumulated in double.
  */
 #include "../src/winograd.h"
 
@@ -47,6 +47,23 @@ static const struct shape shapes[] = {
 	{ 3, 5, 1, 6, 64, 0, 1, 1, "k=3 c=5 6x64 (16 tiles a row), relu" },
 	{ 5, 4, 2, 30, 29, 2, 0, 1, "k=5 c=4 30x29 n=2 (8 tiles, partial), residual in place" },
 	{ 32, 32, 3, 40, 40, 1, 1, 1, "32@40x40 n=3, GEMM blocks straddle images" },
+	{ 3, 4, 2, 2, 15, 1, 1, 1, "k=3 c=4 2x15 n=2 (F(2x2): one tile row, 8 tiles, partial)" },
+	{ 5, 6, 3, 16, 16, 2, 1, 1, "k=5 c=6 16x16 n=3 (F(2x2): 8 tiles a row), residual in place" },
+};
+
+/* One Winograd variant's entry points (winograd.h). */
+struct variant {
+	const char *name;
+	size_t (*weight_floats)(int k, int c);
+	void (*weight_transform)(const float *w, int k, int c, float *u);
+	size_t (*scratch_floats)(int k, int c, int n, int h, int w, int threads);
+	void (*conv)(const float *u, const float *bias, int k, int c, const float *in, int n, int h,
+		     int w, const float *residual, int relu, float *out, float *scratch, int threads);
+};
+
+static const struct variant variants[] = {
+	{ "F(4x4)", wino_weight_floats, wino_weight_transform, wino_scratch_floats, wino_conv3x3 },
+	{ "F(2x2)", wino2_weight_floats, wino2_weight_transform, wino2_scratch_floats, wino2_conv3x3 },
 };
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -104,13 +121,13 @@ static void conv_ref(const float *wt, const float *bias, int k, int c, const flo
 				}
 }
 
-/* Runs one shape on this many threads; returns 1 if it passes. */
-static int run_shape(int num, const struct shape *s, int threads)
+/* Runs one shape by variant va on this many threads; returns 1 if it passes. */
+static int run_shape(int num, const struct variant *va, const struct shape *s, int threads)
 {
 	size_t in_len = (size_t)s->c * s->n * s->h * s->w;
 	size_t out_len = (size_t)s->k * s->n * s->h * s->w;
-	size_t scratch_len = wino_scratch_floats(s->k, s->c, s->n, s->h, s->w, threads);
-	size_t u_len = wino_weight_floats(s->k, s->c);
+	size_t scratch_len = va->scratch_floats(s->k, s->c, s->n, s->h, s->w, threads);
+	size_t u_len = va->weight_floats(s->k, s->c);
 	float *wt = malloc(sizeof(float) * (size_t)s->k * s->c * 9);
 	float *bias = malloc(sizeof(float) * s->k);
 	float *in = malloc(sizeof(float) * in_len);
@@ -140,10 +157,10 @@ static int run_shape(int num, const struct shape *s, int threads)
 
 	conv_ref(wt, s->bias ? bias : NULL, s->k, s->c, in, s->n, s->h, s->w,
 		 s->residual ? res : NULL, s->relu, ref);
-	wino_weight_transform(wt, s->k, s->c, u);
+	va->weight_transform(wt, s->k, s->c, u);
 	if (s->residual == 2)
 		memcpy(out, res, sizeof(float) * out_len);
-	wino_conv3x3(u, s->bias ? bias : NULL, s->k, s->c, in, s->n, s->h, s->w,
+	va->conv(u, s->bias ? bias : NULL, s->k, s->c, in, s->n, s->h, s->w,
 		     s->residual == 1 ? res : s->residual == 2 ? out : NULL, s->relu, out,
 		     scratch, threads);
 
@@ -160,8 +177,9 @@ static int run_shape(int num, const struct shape *s, int threads)
 			ok = 0;
 	if (!(max_diff <= TOLERANCE * max_ref))
 		ok = 0;
-	printf("%s %d - %s, %d thread%s # max|diff| %.3g, max|ref| %.3g, relative %.3g%s\n",
-	       ok ? "ok" : "not ok", num, s->what, threads, threads > 1 ? "s" : "", max_diff, max_ref,
+	printf("%s %d - %s %s, %d thread%s # max|diff| %.3g, max|ref| %.3g, relative %.3g%s\n",
+	       ok ? "ok" : "not ok", num, va->name, s->what, threads, threads > 1 ? "s" : "", max_diff,
+	       max_ref,
 	       max_ref > 0 ? max_diff / max_ref : 0.0, ok ? "" : " (or guard overwritten)");
 done:
 	free(wt);
@@ -189,23 +207,40 @@ static int check_weight_transform(int num)
 		for (int j = 0; j < 6; j++)
 			if (fabs(u[6 * i + j] - g1[i] * g1[j]) > 1e-7)
 				ok = 0;
-	printf("%s %d - weight transform of a centre delta filter\n", ok ? "ok" : "not ok", num);
+	printf("%s %d - F(4x4) weight transform of a centre delta filter\n", ok ? "ok" : "not ok", num);
+	return ok;
+}
+
+/* The same for F(2x2), whose G has middle column (0, 1/2, -1/2, 0). */
+static int check_weight_transform2(int num)
+{
+	float w[9] = { 0, 0, 0, 0, 1, 0, 0, 0, 0 };
+	static const double g1[4] = { 0, 0.5, -0.5, 0 };
+	float u[16];
+	int ok = wino2_weight_floats(1, 1) == 16 && wino2_weight_floats(3, 5) == 16 * 15;
+
+	wino2_weight_transform(w, 1, 1, u);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 4; j++)
+			if (u[4 * i + j] != g1[i] * g1[j]) /* exact: powers of two */
+				ok = 0;
+	printf("%s %d - F(2x2) weight transform of a centre delta filter\n", ok ? "ok" : "not ok", num);
 	return ok;
 }
 
 int main(void)
 {
 	int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
-	int failed = 0;
+	int nvariants = (int)(sizeof(variants) / sizeof(variants[0]));
+	int failed = 0, num = 3;
 
-	/* every shape on one thread, then on two (and three, for uneven shares) */
-	printf("1..%d\n", 3 * nshapes + 1);
+	/* per variant, every shape on one thread, then on two (and three, for uneven shares) */
+	printf("1..%d\n", 3 * nshapes * nvariants + 2);
 	failed += !check_weight_transform(1);
-	for (int i = 0; i < nshapes; i++)
-		failed += !run_shape(i + 2, &shapes[i], 1);
-	for (int i = 0; i < nshapes; i++)
-		failed += !run_shape(nshapes + i + 2, &shapes[i], 2);
-	for (int i = 0; i < nshapes; i++)
-		failed += !run_shape(2 * nshapes + i + 2, &shapes[i], 3);
+	failed += !check_weight_transform2(2);
+	for (int v = 0; v < nvariants; v++)
+		for (int threads = 1; threads <= 3; threads++)
+			for (int i = 0; i < nshapes; i++)
+				failed += !run_shape(num++, &variants[v], &shapes[i], threads);
 	return failed ? 1 : 0;
 }
