@@ -75,10 +75,14 @@ static int expected_key(const char *key)
 	return 0;
 }
 
-/* Winograd pays for the stride-1 3x3 convolutions of stages 1-3 (see BENCHMARKS.md). */
-static int use_winograd(const struct resnet_conv_spec *s)
+/* How a stride-1 3x3 convolution is stored (see BENCHMARKS.md for the measurements). */
+enum conv_store { STORE_PLAIN, STORE_WINO4, STORE_WINO2 };
+
+static enum conv_store conv_store_for(const struct resnet_conv_spec *s)
 {
-	return s->ksize == 3 && s->stride == 1 && s->k <= 256;
+	if (s->ksize != 3 || s->stride != 1)
+		return STORE_PLAIN;
+	return s->k <= 256 ? STORE_WINO4 : STORE_PLAIN;
 }
 
 /* Fold one conv + batch-norm pair and add it to the writer. */
@@ -111,7 +115,7 @@ static int fold_conv(const struct pth_file *f, const struct resnet_conv_spec *s,
 	weight = malloc((size_t)s->k * per_k * sizeof(float));
 	bias = malloc((size_t)s->k * sizeof(float));
 	if (weight == NULL || bias == NULL) {
-		rc = seer_err_set(err, SEER_ENOMEM, "convert: out of memory");
+		rc = seer_err_set(err, SEER_ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (int k = 0; k < s->k; k++) {
@@ -131,22 +135,33 @@ static int fold_conv(const struct pth_file *f, const struct resnet_conv_spec *s,
 	snprintf(name, sizeof(name), "%s.bias", s->name);
 	if ((rc = wfile_writer_add(w, name, 1, (const uint32_t[]){ (uint32_t)s->k }, bias, err)) < 0)
 		goto fail;
-	if (use_winograd(s)) {
-		wino = malloc(wino_weight_floats(s->k, s->c) * sizeof(float));
+	switch (conv_store_for(s)) {
+	case STORE_WINO4:
+	case STORE_WINO2: {
+		int two = conv_store_for(s) == STORE_WINO2;
+		size_t floats = two ? wino2_weight_floats(s->k, s->c) : wino_weight_floats(s->k, s->c);
+
+		wino = malloc(floats * sizeof(float));
 		if (wino == NULL) {
-			rc = seer_err_set(err, SEER_ENOMEM, "convert: out of memory");
+			rc = seer_err_set(err, SEER_ENOMEM, "out of memory");
 			goto fail;
 		}
-		wino_weight_transform(weight, s->k, s->c, wino);
-		snprintf(name, sizeof(name), "%s.wino", s->name);
-		rc = wfile_writer_add(w, name, 3, (const uint32_t[]){ 36, (uint32_t)s->k, (uint32_t)s->c },
-				      wino, err);
-	} else {
+		if (two)
+			wino2_weight_transform(weight, s->k, s->c, wino);
+		else
+			wino_weight_transform(weight, s->k, s->c, wino);
+		snprintf(name, sizeof(name), "%s.wino%s", s->name, two ? "2" : "");
+		rc = wfile_writer_add(w, name, 3,
+				      (const uint32_t[]){ two ? 16 : 36, (uint32_t)s->k, (uint32_t)s->c }, wino, err);
+		break;
+	}
+	case STORE_PLAIN:
 		snprintf(name, sizeof(name), "%s.weight", s->name);
 		rc = wfile_writer_add(w, name, 4,
 				      (const uint32_t[]){ (uint32_t)s->k, (uint32_t)s->c,
 							  (uint32_t)s->ksize, (uint32_t)s->ksize },
 				      weight, err);
+		break;
 	}
 fail:
 	free(weight);

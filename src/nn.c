@@ -65,6 +65,8 @@ size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in, int 
 	switch (cv->algo) {
 	case NN_CONV_WINOGRAD:
 		return wino_scratch_floats(cv->k, cv->c, in.n, in.h, in.w, threads);
+	case NN_CONV_WINOGRAD2:
+		return wino2_scratch_floats(cv->k, cv->c, in.n, in.h, in.w, threads);
 	case NN_CONV_1X1:
 		return cv->stride == 1 ? 0 : (size_t)cv->c * cols;
 	case NN_CONV_IM2COL:
@@ -361,6 +363,11 @@ void nn_conv_forward(const struct nn_conv *cv, const float *in, struct nn_shape 
 		assert(cv->kh == 3 && cv->kw == 3 && cv->stride == 1 && cv->pad == 1);
 		wino_conv3x3(cv->weight, cv->bias, cv->k, cv->c, in, is.n, is.h, is.w,
 			     residual, relu, out, scratch, threads);
+		return;
+	case NN_CONV_WINOGRAD2:
+		assert(cv->kh == 3 && cv->kw == 3 && cv->stride == 1 && cv->pad == 1);
+		wino2_conv3x3(cv->weight, cv->bias, cv->k, cv->c, in, is.n, is.h, is.w,
+			      residual, relu, out, scratch, threads);
 		return;
 	case NN_CONV_IM2COL:
 		conv_im2col(cv, in, is, os, residual, relu, out, scratch, threads);

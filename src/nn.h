@@ -17,6 +17,7 @@ enum nn_conv_algo {
 	NN_CONV_IM2COL,   /* im2col then one sgemm */
 	NN_CONV_1X1,      /* 1x1: strided gather (stride > 1) or nothing, then one sgemm */
 	NN_CONV_WINOGRAD, /* F(4x4,3x3), 3x3 stride 1 pad 1 only, transformed weights */
+	NN_CONV_WINOGRAD2, /* F(2x2,3x3), likewise */
 };
 
 /* A convolution with folded batch-norm (weight and bias). Weights are borrowed. */
@@ -24,7 +25,7 @@ struct nn_conv {
 	int k, c;              /* output and input channels */
 	int kh, kw, stride, pad;
 	enum nn_conv_algo algo;
-	const float *weight;   /* [K][C][KH][KW], or [36][K][C] for NN_CONV_WINOGRAD */
+	const float *weight;   /* [K][C][KH][KW], or [36][K][C] / [16][K][C] for the Winograd algos */
 	const float *bias;     /* [K] */
 };
 

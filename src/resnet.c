@@ -71,11 +71,15 @@ static int bind_conv(const struct wfile *f, const struct resnet_conv_spec *s, st
 	rc = need(f, name, 1, bdims, &cv->bias, err);
 	if (rc < 0)
 		return rc;
-	snprintf(name, sizeof(name), "%s.wino", s->name);
-	if (wfile_find(f, name) != NULL) {
+	for (int variant = 0; variant < 2; variant++) {
+		/* F(4x4,3x3) weights are "<name>.wino" [36][K][C], F(2x2,3x3) "<name>.wino2" [16][K][C] */
+		snprintf(name, sizeof(name), "%s.wino%s", s->name, variant ? "2" : "");
+		if (wfile_find(f, name) == NULL)
+			continue;
 		if (s->ksize != 3 || s->stride != 1 || s->pad != 1)
 			return seer_err_set(err, SEER_EMODEL, "tensor '%s' on a layer Winograd cannot run", name);
-		cv->algo = NN_CONV_WINOGRAD;
+		cv->algo = variant ? NN_CONV_WINOGRAD2 : NN_CONV_WINOGRAD;
+		udims[0] = variant ? 16 : 36;
 		return need(f, name, 3, udims, &cv->weight, err);
 	}
 	cv->algo = s->ksize == 1 ? NN_CONV_1X1 : NN_CONV_IM2COL;

@@ -89,6 +89,10 @@ static void check_conv(enum nn_conv_algo algo, int k, int c, int ks, int stride,
 		u = malloc(wino_weight_floats(k, c) * sizeof(float));
 		wino_weight_transform(weight, k, c, u);
 		cv.weight = u;
+	} else if (algo == NN_CONV_WINOGRAD2) {
+		u = malloc(wino2_weight_floats(k, c) * sizeof(float));
+		wino2_weight_transform(weight, k, c, u);
+		cv.weight = u;
 	}
 	os = nn_conv_out_shape(&cv, is);
 	on = (size_t)os.c * os.n * os.h * os.w;
@@ -102,7 +106,7 @@ static void check_conv(enum nn_conv_algo algo, int k, int c, int ks, int stride,
 	{
 		double e = rel_err(out, ref, on);
 
-		tap_ok(e < 1e-5 || (algo == NN_CONV_WINOGRAD && e < 1e-4),
+		tap_ok(e < 1e-5 || (algo != NN_CONV_IM2COL && algo != NN_CONV_1X1 && e < 1e-4),
 		       "conv algo %d K%d C%d %dx%d/s%d p%d N%d %dx%d res%d relu%d threads %d: rel err %.2e",
 		       algo, k, c, ks, ks, stride, pad, n, h, w, with_res, relu, threads, e);
 	}
@@ -216,6 +220,8 @@ int main(void)
 	check_conv(NN_CONV_IM2COL, 40, 16, 3, 1, 1, 2, 15, 9, 1, 1, 2);
 	check_conv(NN_CONV_1X1, 40, 16, 1, 2, 0, 2, 14, 14, 1, 0, 2);
 	check_conv(NN_CONV_WINOGRAD, 24, 16, 3, 1, 1, 2, 14, 14, 1, 1, 2);
+	check_conv(NN_CONV_WINOGRAD2, 24, 16, 3, 1, 1, 1, 7, 7, 1, 1, 1);
+	check_conv(NN_CONV_WINOGRAD2, 24, 16, 3, 1, 1, 3, 14, 13, 1, 0, 2);
 	check_maxpool(5, 3, 31, 30, 2);
 	check_maxpool(4, 2, 112, 112, 1);
 	check_maxpool(3, 1, 7, 6, 1);
