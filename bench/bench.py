@@ -21,8 +21,8 @@ Then peak RSS (VmHWM, through wait4's ru_maxrss of the process itself) and wall 
 classifying one JPEG made from skimage's chelsea.png: `seer classify` versus a minimal python
 script that builds torchvision's resnet18, loads the state_dict and classifies the same image.
 
-Usage: /usr/bin/python3 bench/bench.py [--seer src/seer] [--threads 1,2] [--batches 1,8]
-                                        [--rounds R] [--target-s S] [--raw FILE]
+Usage: /usr/bin/python3 bench/bench.py [--seer build/src/seer] [--threads 1,2] [--batches 1,8]
+                                        [--rounds R] [--target-s S] [--raw FILE] [--images]
 Prints a Markdown report on stdout, progress on stderr.
 """
 
@@ -222,8 +222,11 @@ def machine_info():
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seer", default=os.path.join(REPO, "src", "seer"),
-                    help="seer binary (default: src/seer of this tree)")
+    ap.add_argument("--seer", default=os.path.join(REPO, "build", "src", "seer"),
+                    help="seer binary (default: build/src/seer of this tree)")
+    ap.add_argument("--images", action="store_true",
+                    help="also run bench/bench_img.py (decode + preprocess against Pillow + "
+                         "torchvision) and append its report")
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     ap.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
     ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default 5)")
@@ -258,6 +261,12 @@ def main(argv):
                        "by 10x or more).\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.images:
+        img_dump = os.path.join(os.path.dirname(os.path.dirname(seer)), "tests", "img_dump")
+        log("decode + preprocess benchmark (bench_img.py)")
+        report += "\n" + subprocess.run(
+            [PYTHON, os.path.join(HERE, "bench_img.py"), "--img-dump", img_dump],
+            check=True, stdout=subprocess.PIPE, text=True).stdout
     print(report)
     if args.raw:
         with open(args.raw, "w") as f:
