@@ -49,6 +49,8 @@ static const char usage_text[] =
 	"\n"
 	"The model defaults to $SEER_MODEL, else $XDG_DATA_HOME/seer/resnet18.seer\n"
 	"(~/.local/share/seer/resnet18.seer); weights/fetch-resnet18.sh puts it there.\n"
+	"--threads T splits each image's work over T threads (default 1; on a machine whose\n"
+	"cores are busy with other work, more threads than idle cores is much slower).\n"
 	"SEER_LOG_LEVEL=debug|info|warn|error sets what is logged to stderr (default warn).\n";
 
 static void usage(FILE *fp)
@@ -198,13 +200,6 @@ static int parse_int(const char *s, int lo, int hi, const char *what, int *out)
 	return 0;
 }
 
-static int default_threads(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return n < 1 ? 1 : n > 16 ? 16 : (int)n;
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -317,7 +312,7 @@ static int cmd_classify(int argc, char **argv)
 	struct json_buf jb;
 	struct resnet *m = NULL;
 	float *in = NULL, *logits = NULL;
-	int k = 5, as_json = 0, threads = default_threads(), status = 0, batch, c;
+	int k = 5, as_json = 0, threads = 1, status = 0, batch, c;
 
 	img_decode_opts_default(&dopts);
 	json_buf_init(&jb);
@@ -573,7 +568,7 @@ static int cmd_forward(int argc, char **argv)
 	struct resnet *m = NULL;
 	unsigned char *in = NULL;
 	float *logits = NULL;
-	int threads = default_threads(), status = 1, c, n;
+	int threads = 1, status = 1, c, n;
 	size_t len = 0;
 
 	while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {

@@ -723,11 +723,24 @@ void wino2_weight_transform(const float *w, int k, int c, float *u)
 	}
 }
 
-/* Floats of row work space one thread's F(2x2) transforms need. */
+/* Floats per row of the padded copy of the input (wino2_input_block). */
+static size_t wino2_line_floats(const struct wino2_plan *p)
+{
+	/* 2 * hw floats of tiles plus the vectors' reach past them */
+	return 2 * (size_t)p->hw + 2 * WINO_VL;
+}
+
+/* Floats of one padded copy of the input rows of an image (wino2_input_block). */
+static size_t wino2_pad_floats(const struct wino2_plan *p)
+{
+	return (2 * (size_t)p->th + 2) * wino2_line_floats(p);
+}
+
+/* Floats of work space one thread's F(2x2) transforms need. */
 static size_t wino2_work_floats(const struct wino2_plan *p)
 {
-	/* input: a padded row of 2 * hw + 2 * WINO_VL floats and [4][4][hw] rows after B^T */
-	return 18 * (size_t)p->hw + 2 * WINO_VL;
+	/* input: a padded copy and [4][4][hw] rows after B^T (output: WINO_VL) */
+	return wino2_pad_floats(p) + 16 * (size_t)p->hw;
 }
 
 size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads)
@@ -757,8 +770,9 @@ WINO_INLINE void wino2_bt4(const wino_vf *e, float *dst, size_t stride)
 /*
  * B^T along one padded input row: hr[l][tx] = sum_m B^T[l][m] line[2*tx + m]
  * for tx < nvec * WINO_VL (hr is [4][nvec * WINO_VL]), where line[x + 1]
- * is input column x and zero outside the row. Vector g of e[m] holds the
- * even (m = 0, 2) or odd (m = 1, 3) floats of line[2 * WINO_VL * g + m ..].
+ * is input column x and zero outside the row. For the tiles of vector g,
+ * e[0] and e[1] are the even and odd floats of the two vectors at
+ * line + 2 * WINO_VL * g, e[2] and e[3] those of the two 2 floats on.
  */
 WINO_INLINE void wino2_row_bt(const float *line, size_t nvec, float *hr)
 {
@@ -781,70 +795,89 @@ WINO_INLINE void wino2_row_bt(const float *line, size_t nvec, float *hr)
 }
 
 /*
+ * Copies the input rows of channel ci that tile rows [r, e) need into pad,
+ * row y to line y + 1 from column 1, and returns e: the end of r's image,
+ * or r1 if that comes first.
+ */
+static int wino2_pad_rows(const struct wino2_plan *p, const float *in, int n, int h, int w,
+			  int ci, int r, int r1, float *pad)
+{
+	size_t lw = wino2_line_floats(p);
+	int ni = r / p->th, ty0 = r % p->th;
+	int e = (ni + 1) * p->th < r1 ? (ni + 1) * p->th : r1;
+	int y0 = 2 * ty0 - 1 > 0 ? 2 * ty0 - 1 : 0;
+	int y1 = 2 * (ty0 + e - r) + 1 < h ? 2 * (ty0 + e - r) + 1 : h;
+	const float *src = in + ((size_t)ci * n + ni) * h * w;
+
+	/* tile rows ty0 .. ty0 + e - r - 1 need input rows 2*ty0 - 1 .. 2*(ty0 + e - r) */
+	for (int y = y0; y < y1; y++)
+		memcpy(pad + (size_t)(y + 1) * lw + 1, src + (size_t)y * w, (size_t)w * sizeof(float));
+	return e;
+}
+
+/*
  * F(2x2) input transform of tile rows [r0, r1) for every channel:
  * v[xi][c][t] = (B^T d B)[xi] for tile t = (r - r0) * tw + tx.
  *
- * B^T along each of a tile row's four input rows 2*ty - 1 .. 2*ty + 2, then
- * down them into v; the last two rows are the first two of the next tile
- * row, so their results are kept. Vectors run up to WINO_VL - 1 tiles past
- * the row, as in wino_input_block.
+ * The rows of one channel of one image are first copied into a padded
+ * buffer, one line per row with zeros around, so that the transform's
+ * vectors are plain loads (building them in registers, as wino_row_vec
+ * does, measured slower here). B^T goes along each of a tile row's four
+ * input rows 2*ty - 1 .. 2*ty + 2 and then down them into v; the last two
+ * rows are the first two of the next tile row, so their results are kept.
+ * Vectors run up to WINO_VL - 1 tiles past the row, as in wino_input_block.
  */
 WINO_CLONES
 static void wino2_input_block(const struct wino2_plan *p, const float *in, int c, int n,
 			      int h, int w, int r0, int r1, float *v, float *work)
 {
-	size_t xs = p->xs;
+	size_t xs = p->xs, lw = wino2_line_floats(p), pf = wino2_pad_floats(p);
 	size_t hw = (size_t)p->hw, nvec = hw / WINO_VL;
-	float *line = work;                      /* [2 * hw + 2 * WINO_VL]: a row, padded */
-	float *bufs = work + 2 * hw + 2 * WINO_VL; /* [4][4][hw]: rows after B^T */
+	const float *pad = work;     /* [2 * th + 2][lw]: input row y at line y + 1 */
+	float *bufs = work + pf;     /* [4][4][hw]: rows after B^T */
+	int ci = 0, r = r0;
 
-	/* only line[1 .. w] is ever written, so the padding stays zero */
-	memset(line, 0, (2 * hw + 2 * WINO_VL) * sizeof(float));
-	for (int ci = 0; ci < c; ci++) {
-		float *hr[4];
-		int prev_n = -1;
+	/* only rows 0 .. h - 1 at columns 1 .. w are ever written: the padding stays zero */
+	memset(work, 0, pf * sizeof(float));
+	while (ci < c) {
+		int e = wino2_pad_rows(p, in, n, h, w, ci, r, r1, work);
+		int ty0 = r % p->th, rot = 0;
 
-		for (int j = 0; j < 4; j++)
-			hr[j] = bufs + (size_t)j * 4 * hw;
-		for (int r = r0; r < r1; r++) {
-			int ni = r / p->th, ty = r % p->th;
+		/*
+		 * Row j of a tile row after B^T is at bufs + ((j + rot) & 3) * 4 * hw.
+		 * An index, not a rotated array of pointers: GCC reloads such an
+		 * array as one vector, which stalls on the pointers' stores.
+		 */
+		wino2_row_bt(pad + (size_t)(2 * ty0) * lw, nvec, bufs);
+		wino2_row_bt(pad + (size_t)(2 * ty0 + 1) * lw, nvec, bufs + 4 * hw);
+		for (int ty = ty0; r < e; ty++, r++) {
 			float *dst = v + (size_t)ci * p->ldt + (size_t)(r - r0) * p->tw;
-			int j0 = 0;
+			const float *h0 = bufs + (size_t)(rot & 3) * 4 * hw;
+			const float *h1 = bufs + (size_t)((rot + 1) & 3) * 4 * hw;
+			float *h2 = bufs + (size_t)((rot + 2) & 3) * 4 * hw;
+			float *h3 = bufs + (size_t)((rot + 3) & 3) * 4 * hw;
 
-			if (ni == prev_n) {
-				/* rows 2*ty - 1 and 2*ty were rows 2 and 3 of tile row ty - 1 */
-				float *t0 = hr[0], *t1 = hr[1];
-
-				hr[0] = hr[2];
-				hr[1] = hr[3];
-				hr[2] = t0;
-				hr[3] = t1;
-				j0 = 2;
-			}
-			prev_n = ni;
-			for (int j = j0; j < 4; j++) {
-				int y = 2 * ty - 1 + j;
-
-				if (y < 0 || y >= h) {
-					memset(hr[j], 0, 4 * hw * sizeof(float));
-					continue;
-				}
-				memcpy(line + 1, in + (((size_t)ci * n + ni) * h + y) * w,
-				       (size_t)w * sizeof(float));
-				wino2_row_bt(line, nvec, hr[j]);
-			}
+			/* padded lines 2*ty .. 2*ty + 3 hold input rows 2*ty - 1 .. 2*ty + 2 */
+			wino2_row_bt(pad + (size_t)(2 * ty + 2) * lw, nvec, h2);
+			wino2_row_bt(pad + (size_t)(2 * ty + 3) * lw, nvec, h3);
 			for (size_t l = 0; l < 4; l++) {
 				for (size_t tx = 0; tx < hw; tx += WINO_VL) {
 					wino_vf col[4];
 
-					WINO_LOAD(col[0], hr[0] + l * hw + tx);
-					WINO_LOAD(col[1], hr[1] + l * hw + tx);
-					WINO_LOAD(col[2], hr[2] + l * hw + tx);
-					WINO_LOAD(col[3], hr[3] + l * hw + tx);
+					WINO_LOAD(col[0], h0 + l * hw + tx);
+					WINO_LOAD(col[1], h1 + l * hw + tx);
+					WINO_LOAD(col[2], h2 + l * hw + tx);
+					WINO_LOAD(col[3], h3 + l * hw + tx);
 					/* point 4*i + l, for i = 0 .. 3 */
 					wino2_bt4(col, dst + l * xs + tx, 4 * xs);
 				}
 			}
+			/* rows 2 and 3 of this tile row are rows 0 and 1 of the next */
+			rot += 2;
+		}
+		if (r == r1) {
+			ci++;
+			r = r0;
 		}
 	}
 }
@@ -902,16 +935,43 @@ static void wino2_output_block(const struct wino2_plan *p, const float *mm, cons
 					wino_vf vv;
 
 					/* x order: tile t's two columns, then tile t + 1's */
-					vv = __builtin_shufflevector(o[qy][0], o[qy][1], 0, 8, 1, 9, 2, 10, 3, 11);
+					vv = __builtin_shufflevector(o[qy][0], o[qy][1],
+								     0, 8, 1, 9, 2, 10, 3, 11);
 					wino_epilogue(&vv, &bv, res, relu, out + row, x, w, bounce);
 					if (x + WINO_VL >= w)
 						continue;
-					vv = __builtin_shufflevector(o[qy][0], o[qy][1], 4, 12, 5, 13, 6, 14, 7, 15);
+					vv = __builtin_shufflevector(o[qy][0], o[qy][1],
+								     4, 12, 5, 13, 6, 14, 7, 15);
 					wino_epilogue(&vv, &bv, res, relu, out + row, x + WINO_VL, w, bounce);
 				}
 			}
 		}
 	}
+}
+
+/*
+ * Output channels per cblas_sgemm call of wino2_conv3x3. OpenBLAS (0.3.21,
+ * SkylakeX kernels) runs products of at most 1e6 multiply-adds (tiles * k *
+ * c) through "small matrix" kernels that read U in place rather than
+ * packing it first, which overlaps streaming the cold weights with the
+ * arithmetic: cutting the GEMMs of small images into such pieces made
+ * 512@7x7 and 128@28x28 at batch 1 some 15% faster and 256@14x14 5%. Pieces
+ * narrower than WINO2_MIN_PIECE rows are not worth it, and where OpenBLAS
+ * has no such kernels (its Haswell ones, measured) the pieces cost nothing.
+ */
+#define WINO2_SMALL_GEMM 1000000
+#define WINO2_MIN_PIECE 32
+
+static int wino2_gemm_rows(int k, int c, int tiles)
+{
+	size_t rows = (WINO2_SMALL_GEMM / ((size_t)c * tiles)) & ~(size_t)3;
+	size_t pieces;
+
+	if (rows >= (size_t)k || rows < WINO2_MIN_PIECE)
+		return k;
+	/* equal pieces, multiples of 4 rows (the kernels' width) */
+	pieces = ((size_t)k + rows - 1) / rows;
+	return (int)((((size_t)k + pieces - 1) / pieces + 3) & ~(size_t)3);
 }
 
 void wino2_conv3x3(const float *u, const float *bias, int k, int c,
@@ -956,12 +1016,16 @@ void wino2_conv3x3(const float *u, const float *bias, int k, int c,
 				wino2_input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
 						  v + (size_t)c0 * p.ldt, my_work);
 #pragma omp barrier
+			int piece = wino2_gemm_rows(k, c, tiles);
+
 #pragma omp for schedule(static)
 			for (int xi = 0; xi < 16; xi++)
-				/* [k][tiles] = [k][c] x [c][tiles] */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
-					    u + xi * kc, c, v + xi * p.xs, (int)p.ldt, 0.0f,
-					    m + xi * p.xs, (int)p.ldt);
+				for (int q = 0; q < k; q += piece)
+					/* rows [q, q + piece) of [k][tiles] = [k][c] x [c][tiles] */
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						    k - q < piece ? k - q : piece, tiles, c, 1.0f,
+						    u + xi * kc + (size_t)q * c, c, v + xi * p.xs, (int)p.ldt,
+						    0.0f, m + xi * p.xs + (size_t)q * p.ldt, (int)p.ldt);
 			if (k1 > k0)
 				wino2_output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL,
 						   k1 - k0, n, h, w, r0, r1,
