@@ -293,8 +293,8 @@ int main(int argc, char **argv)
 					if (t[m] < t[best])
 						best = m;
 				out_len = (size_t)b.k * b.n * b.h * b.w;
-				printf("%3d@%2dx%-2d  %2d %2d %8.3f %8.3f %8.3f %6.2fx %8.2fx %-7s %7.1e %7.1e "
-				       "%d/%d/%d\n",
+				printf("%3d@%2dx%-2d  %2d %2d %8.3f %8.3f %8.3f %6.2fx %8.2fx %-7s "
+				       "%7.1e %7.1e %d/%d/%d\n",
 				       b.c, b.h, b.w, b.n, b.threads, t[M_IM2COL], t[M_F4], t[M_F2],
 				       t[M_F2] / t[M_F4], t[M_F2] / t[M_IM2COL], method_names[best],
 				       rel_diff(b.out[M_F4], b.out[M_IM2COL], out_len),

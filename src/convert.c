@@ -81,16 +81,14 @@ enum conv_store { STORE_PLAIN, STORE_WINO4, STORE_WINO2 };
 /*
  * At batch 1 the deep layers are bound by reading their weights, which the
  * Winograd transforms enlarge (F(4x4) 4x, F(2x2) 16/9): F(4x4) pays where
- * the images are large (stages 1-2), F(2x2) at 14x14 (stage 3), and plain
- * im2col at 7x7 with 512 channels (stage 4).
+ * the images are large (stages 1-2, 56x56 and 28x28), F(2x2) at 14x14 and
+ * 7x7 (stages 3-4), where F(4x4)'s few tiles and big weights lose.
  */
 static enum conv_store conv_store_for(const struct resnet_conv_spec *s)
 {
 	if (s->ksize != 3 || s->stride != 1)
 		return STORE_PLAIN;
-	if (s->k <= 128)
-		return STORE_WINO4;
-	return s->k <= 256 ? STORE_WINO2 : STORE_PLAIN;
+	return s->k <= 128 ? STORE_WINO4 : STORE_WINO2;
 }
 
 /* Fold one conv + batch-norm pair and add it to the writer. */
