@@ -60,12 +60,12 @@ typedef int wino_vi __attribute__((vector_size(WINO_VL * sizeof(int))));
 #endif
 #define WINO_INLINE static inline __attribute__((always_inline))
 
-/* How one call is cut up; derived from the sizes alone, so that
+/* How one call of either variant is cut up; derived from the sizes alone, so that
  * wino_scratch_floats() and wino_conv3x3() agree. */
 struct wino_plan {
 	int tw, th;     /* tiles per tile row, tile rows per image */
 	int rows;       /* tile rows in the batch: n * th */
-	int block_rows; /* tile rows per round of 36 GEMMs */
+	int block_rows; /* tile rows per round of 36 (or 16) GEMMs */
 	int hw;         /* tiles a tile row's vectors cover: tw rounded up to WINO_VL */
 	size_t ldt;     /* row stride of V and M: block tiles plus overrun room */
 	size_t xs;      /* stride of the matrix slots holding V ([c][ldt]) and M ([k][ldt]) */
@@ -83,7 +83,7 @@ struct wino_plan {
 #define WINO_BLOCK_BYTES ((size_t)1 << 20)
 
 /*
- * The transforms write (or read) the same row of all 36 matrices at once.
+ * The transforms write (or read) the same row of all 36 (or 16) matrices at once.
  * With power-of-two strides those 36 streams would all fall into one L1
  * set and evict each other on every vector; an odd number of cache lines
  * between matrices spreads them over 36 sets.
@@ -95,15 +95,19 @@ static size_t wino_matrix_stride(size_t floats)
 	return 16 * (lines | 1);
 }
 
-static void wino_plan_init(struct wino_plan *p, int k, int c, int n, int h, int w)
+/*
+ * Plan a call for a transform with `points` points (36 for F(4x4), 16 for
+ * F(2x2)) and `tile` x `tile` output tiles (4 or 2).
+ */
+static void wino_plan_init(struct wino_plan *p, int points, int tile, int k, int c, int n, int h, int w)
 {
 	size_t per_row, u_bytes, fit, blocks, nvec;
 
 	assert(k > 0 && c > 0 && n > 0 && h > 0 && w > 0);
 	/* tile counts and GEMM leading dimensions are ints */
-	assert((size_t)n * ((h + 3) / 4) * ((w + 3) / 4 + WINO_VL) < INT_MAX / 16);
-	p->tw = (w + 3) / 4;
-	p->th = (h + 3) / 4;
+	assert((size_t)n * ((h + tile - 1) / tile) * ((w + tile - 1) / tile + WINO_VL) < INT_MAX / 16);
+	p->tw = (w + tile - 1) / tile;
+	p->th = (h + tile - 1) / tile;
 	p->rows = n * p->th;
 	nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
 	p->hw = (int)(nvec * WINO_VL);
@@ -114,8 +118,8 @@ static void wino_plan_init(struct wino_plan *p, int k, int c, int n, int h, int 
 	 * which blocking saves: so 64@56x56 is blocked, and the deeper layers,
 	 * whose U is large, are not (measured: blocking them is slower).
 	 */
-	per_row = 36 * sizeof(float) * (size_t)(k > c ? k : c) * p->tw;
-	u_bytes = 36 * sizeof(float) * (size_t)k * c;
+	per_row = (size_t)points * sizeof(float) * (size_t)(k > c ? k : c) * p->tw;
+	u_bytes = (size_t)points * sizeof(float) * (size_t)k * c;
 	fit = WINO_BLOCK_BYTES / per_row;
 	if (fit < 1)
 		fit = 1;
@@ -175,7 +179,7 @@ size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads)
 {
 	struct wino_plan p;
 
-	wino_plan_init(&p, k, c, n, h, w);
+	wino_plan_init(&p, 36, 4, k, c, n, h, w);
 	/* one thread shares matrix slots between V and M (37); several keep them apart (72) */
 	return (threads > 1 ? 72 : 37) * p.xs + (size_t)threads * wino_work_floats(&p);
 }
@@ -571,7 +575,7 @@ void wino_conv3x3(const float *u, const float *bias, int k, int c,
 	float *v, *m, *work;
 
 	assert(threads >= 1);
-	wino_plan_init(&p, k, c, n, h, w);
+	wino_plan_init(&p, 36, 4, k, c, n, h, w);
 	/*
 	 * One thread: 37 matrix slots, V[xi] in slot xi + 1, and GEMM xi
 	 * writes M[xi] into slot xi, whose V[xi - 1] the previous GEMM has
@@ -654,42 +658,6 @@ void wino_conv3x3(const float *u, const float *bias, int k, int c,
  * arithmetic, that can be the better trade. The code mirrors F(4x4)'s.
  * ------------------------------------------------------------------------ */
 
-/* How one F(2x2) call is cut up; see struct wino_plan. */
-struct wino2_plan {
-	int tw, th;     /* tiles per tile row, tile rows per image */
-	int rows;       /* tile rows in the batch: n * th */
-	int block_rows; /* tile rows per round of 16 GEMMs */
-	int hw;         /* tiles a tile row's vectors cover: tw rounded up to WINO_VL */
-	size_t ldt;     /* row stride of V and M: block tiles plus overrun room */
-	size_t xs;      /* stride of the matrix slots holding V ([c][ldt]) and M ([k][ldt]) */
-};
-
-static void wino2_plan_init(struct wino2_plan *p, int k, int c, int n, int h, int w)
-{
-	size_t per_row, u_bytes, fit, blocks, nvec;
-
-	assert(k > 0 && c > 0 && n > 0 && h > 0 && w > 0);
-	assert((size_t)n * ((h + 1) / 2) * ((w + 1) / 2 + WINO_VL) < INT_MAX / 16);
-	p->tw = (w + 1) / 2;
-	p->th = (h + 1) / 2;
-	p->rows = n * p->th;
-	nvec = (size_t)(p->tw + WINO_VL - 1) / WINO_VL;
-	p->hw = (int)(nvec * WINO_VL);
-	/* the same blocking rule as F(4x4) (wino_plan_init) */
-	per_row = 16 * sizeof(float) * (size_t)(k > c ? k : c) * p->tw;
-	u_bytes = 16 * sizeof(float) * (size_t)k * c;
-	fit = WINO_BLOCK_BYTES / per_row;
-	if (fit < 1)
-		fit = 1;
-	blocks = ((size_t)p->rows + fit - 1) / fit;
-	if ((blocks - 1) * u_bytes > (size_t)p->rows * per_row)
-		blocks = 1;
-	p->block_rows = (int)(((size_t)p->rows + blocks - 1) / blocks);
-	p->ldt = (size_t)(p->block_rows - 1) * p->tw + p->hw;
-	p->ldt = (p->ldt + 15) & ~(size_t)15;
-	p->xs = wino_matrix_stride((size_t)(k > c ? k : c) * p->ldt);
-}
-
 size_t wino2_weight_floats(int k, int c)
 {
 	assert(k > 0 && c > 0);
@@ -724,20 +692,20 @@ void wino2_weight_transform(const float *w, int k, int c, float *u)
 }
 
 /* Floats per row of the padded copy of the input (wino2_input_block). */
-static size_t wino2_line_floats(const struct wino2_plan *p)
+static size_t wino2_line_floats(const struct wino_plan *p)
 {
 	/* 2 * hw floats of tiles plus the vectors' reach past them */
 	return 2 * (size_t)p->hw + 2 * WINO_VL;
 }
 
 /* Floats of one padded copy of the input rows of an image (wino2_input_block). */
-static size_t wino2_pad_floats(const struct wino2_plan *p)
+static size_t wino2_pad_floats(const struct wino_plan *p)
 {
 	return (2 * (size_t)p->th + 2) * wino2_line_floats(p);
 }
 
 /* Floats of work space one thread's F(2x2) transforms need. */
-static size_t wino2_work_floats(const struct wino2_plan *p)
+static size_t wino2_work_floats(const struct wino_plan *p)
 {
 	/* input: a padded copy and [4][4][hw] rows after B^T (output: WINO_VL) */
 	return wino2_pad_floats(p) + 16 * (size_t)p->hw;
@@ -745,9 +713,9 @@ static size_t wino2_work_floats(const struct wino2_plan *p)
 
 size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads)
 {
-	struct wino2_plan p;
+	struct wino_plan p;
 
-	wino2_plan_init(&p, k, c, n, h, w);
+	wino_plan_init(&p, 16, 2, k, c, n, h, w);
 	/* as for F(4x4): 17 shared slots on one thread, 32 separate ones on several */
 	return (threads > 1 ? 32 : 17) * p.xs + (size_t)threads * wino2_work_floats(&p);
 }
@@ -799,7 +767,7 @@ WINO_INLINE void wino2_row_bt(const float *line, size_t nvec, float *hr)
  * row y to line y + 1 from column 1, and returns e: the end of r's image,
  * or r1 if that comes first.
  */
-static int wino2_pad_rows(const struct wino2_plan *p, const float *in, int n, int h, int w,
+static int wino2_pad_rows(const struct wino_plan *p, const float *in, int n, int h, int w,
 			  int ci, int r, int r1, float *pad)
 {
 	size_t lw = wino2_line_floats(p);
@@ -828,7 +796,7 @@ static int wino2_pad_rows(const struct wino2_plan *p, const float *in, int n, in
  * Vectors run up to WINO_VL - 1 tiles past the row, as in wino_input_block.
  */
 WINO_CLONES
-static void wino2_input_block(const struct wino2_plan *p, const float *in, int c, int n,
+static void wino2_input_block(const struct wino_plan *p, const float *in, int c, int n,
 			      int h, int w, int r0, int r1, float *v, float *work)
 {
 	size_t xs = p->xs, lw = wino2_line_floats(p), pf = wino2_pad_floats(p);
@@ -891,7 +859,7 @@ static void wino2_input_block(const struct wino2_plan *p, const float *in, int c
  * registers and interleaved back into x order.
  */
 WINO_CLONES
-static void wino2_output_block(const struct wino2_plan *p, const float *mm, const float *bias,
+static void wino2_output_block(const struct wino_plan *p, const float *mm, const float *bias,
 			       int k, int n, int h, int w, int r0, int r1,
 			       const float *residual, int relu, float *out, float *work)
 {
@@ -978,12 +946,12 @@ void wino2_conv3x3(const float *u, const float *bias, int k, int c,
 		   const float *in, int n, int h, int w,
 		   const float *residual, int relu, float *out, float *scratch, int threads)
 {
-	struct wino2_plan p;
+	struct wino_plan p;
 	size_t kc = (size_t)k * c, plane = (size_t)n * h * w;
 	float *v, *m, *work;
 
 	assert(threads >= 1);
-	wino2_plan_init(&p, k, c, n, h, w);
+	wino_plan_init(&p, 16, 2, k, c, n, h, w);
 	/* slots as in wino_conv3x3: V[xi] in slot xi + 1 on one thread, apart on several */
 	m = scratch;                                     /* [16][k][ldt], matrices p.xs apart */
 	v = scratch + (threads > 1 ? 16 : 1) * p.xs;     /* [16][c][ldt], matrices p.xs apart */
