@@ -175,15 +175,6 @@ static size_t wino_work_floats(const struct wino_plan *p)
 	return 36 * (size_t)p->hw + 4 * WINO_VL;
 }
 
-size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads)
-{
-	struct wino_plan p;
-
-	wino_plan_init(&p, 36, 4, k, c, n, h, w);
-	/* one thread shares matrix slots between V and M (37); several keep them apart (72) */
-	return (threads > 1 ? 72 : 37) * p.xs + (size_t)threads * wino_work_floats(&p);
-}
-
 /* Unaligned vector load and store; macros, because passing or returning
  * vectors wider than SSE from functions trips GCC's ABI warning. */
 #define WINO_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
@@ -559,86 +550,6 @@ static void wino_output_block(const struct wino_plan *p, const float *mm, const 
 	}
 }
 
-/* [lo, hi) of t's share of count items among nt threads. */
-static void wino_share(int count, int t, int nt, int *lo, int *hi)
-{
-	*lo = (int)((long)count * t / nt);
-	*hi = (int)((long)count * (t + 1) / nt);
-}
-
-void wino_conv3x3(const float *u, const float *bias, int k, int c,
-		  const float *in, int n, int h, int w,
-		  const float *residual, int relu, float *out, float *scratch, int threads)
-{
-	struct wino_plan p;
-	size_t kc = (size_t)k * c, plane = (size_t)n * h * w;
-	float *v, *m, *work;
-
-	assert(threads >= 1);
-	wino_plan_init(&p, 36, 4, k, c, n, h, w);
-	/*
-	 * One thread: 37 matrix slots, V[xi] in slot xi + 1, and GEMM xi
-	 * writes M[xi] into slot xi, whose V[xi - 1] the previous GEMM has
-	 * consumed: half the memory of separate V and M, so a block stays in
-	 * L2. Several threads run the GEMMs out of order, so V and M get
-	 * separate slots.
-	 */
-	m = scratch;                                  /* [36][k][ldt], matrices p.xs apart */
-	v = scratch + (threads > 1 ? 36 : 1) * p.xs;  /* [36][c][ldt], matrices p.xs apart */
-	work = scratch + (threads > 1 ? 72 : 37) * p.xs; /* row work space, one per thread */
-
-	/*
-	 * Threads split the input transform by input channel, the 36 GEMMs by
-	 * transform point and the output transform by output channel, with a
-	 * barrier between the phases; each runs its GEMMs single-threaded.
-	 */
-#pragma omp parallel num_threads(threads) if (threads > 1)
-	{
-		int t = 0, nt = 1, c0, c1, k0, k1;
-		float *my_work;
-
-#ifdef _OPENMP
-		t = omp_get_thread_num();
-		nt = omp_get_num_threads();
-#endif
-		my_work = work + (size_t)t * wino_work_floats(&p);
-		wino_share(c, t, nt, &c0, &c1);
-		wino_share(k, t, nt, &k0, &k1);
-
-		/*
-		 * The output transform reads whole vectors past a block's last
-		 * tile. The GEMMs never write those columns, and the input
-		 * transform only writes finite values there, so zeroing them once
-		 * keeps them finite.
-		 */
-#pragma omp for schedule(static)
-		for (int xi = 0; xi < 36; xi++)
-			for (size_t row = 0; row < (size_t)k; row++)
-				memset(m + xi * p.xs + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
-				       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
-		for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
-			int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
-			int tiles = (r1 - r0) * p.tw;
-
-			if (c1 > c0)
-				wino_input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
-						 v + (size_t)c0 * p.ldt, my_work);
-#pragma omp barrier
-#pragma omp for schedule(static)
-			for (int xi = 0; xi < 36; xi++)
-				/* [k][tiles] = [k][c] x [c][tiles] */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, tiles, c, 1.0f,
-					    u + xi * kc, c, v + xi * p.xs, (int)p.ldt, 0.0f,
-					    m + xi * p.xs, (int)p.ldt);
-			if (k1 > k0)
-				wino_output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL, k1 - k0,
-						  n, h, w, r0, r1, residual ? residual + k0 * plane : NULL, relu,
-						  out + k0 * plane, my_work);
-			/* the next block's input transform overwrites V (and, alone, M) */
-#pragma omp barrier
-		}
-	}
-}
 
 /* ------------------------------------------------------------------------
  * F(2x2, 3x3): 4x4 input tiles, 16 transform points.
@@ -709,15 +620,6 @@ static size_t wino2_work_floats(const struct wino_plan *p)
 {
 	/* input: a padded copy and [4][4][hw] rows after B^T (output: WINO_VL) */
 	return wino2_pad_floats(p) + 16 * (size_t)p->hw;
-}
-
-size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads)
-{
-	struct wino_plan p;
-
-	wino_plan_init(&p, 16, 2, k, c, n, h, w);
-	/* as for F(4x4): 17 shared slots on one thread, 32 separate ones on several */
-	return (threads > 1 ? 32 : 17) * p.xs + (size_t)threads * wino2_work_floats(&p);
 }
 
 /* One 1-D step of B^T d B on vectors: o[l] = sum_m B^T[l][m] e[m], o[l] to dst + l * stride. */
@@ -942,21 +844,72 @@ static int wino2_gemm_rows(int k, int c, int tiles)
 	return (int)((((size_t)k + pieces - 1) / pieces + 3) & ~(size_t)3);
 }
 
-void wino2_conv3x3(const float *u, const float *bias, int k, int c,
-		   const float *in, int n, int h, int w,
-		   const float *residual, int relu, float *out, float *scratch, int threads)
+/* ------------------------------------------------------------------------
+ * The driver both transforms share.
+ * ------------------------------------------------------------------------ */
+
+/* What differs between F(4x4) and F(2x2); everything else is wino_run(). */
+struct wino_variant {
+	int points, tile; /* transform points (36, 16) and output tile side (4, 2) */
+	size_t (*work_floats)(const struct wino_plan *p);
+	void (*input_block)(const struct wino_plan *p, const float *in, int c, int n, int h, int w,
+			    int r0, int r1, float *v, float *work);
+	void (*output_block)(const struct wino_plan *p, const float *mm, const float *bias, int k, int n,
+			     int h, int w, int r0, int r1, const float *residual, int relu, float *out,
+			     float *work);
+	int split_gemms; /* cut the GEMMs into small-matrix pieces (wino2_gemm_rows) */
+};
+
+static const struct wino_variant wino_f4 = { 36, 4, wino_work_floats, wino_input_block,
+					     wino_output_block, 0 };
+static const struct wino_variant wino_f2 = { 16, 2, wino2_work_floats, wino2_input_block,
+					     wino2_output_block, 1 };
+
+static size_t wino_run_scratch(const struct wino_variant *vr, int k, int c, int n, int h, int w,
+			       int threads)
 {
+	struct wino_plan p;
+
+	wino_plan_init(&p, vr->points, vr->tile, k, c, n, h, w);
+	/* one thread shares matrix slots between V and M (points + 1); several keep them apart */
+	return (size_t)(threads > 1 ? 2 * vr->points : vr->points + 1) * p.xs +
+	       (size_t)threads * vr->work_floats(&p);
+}
+
+/* [lo, hi) of t's share of count items among nt threads. */
+static void wino_share(int count, int t, int nt, int *lo, int *hi)
+{
+	*lo = (int)((long)count * t / nt);
+	*hi = (int)((long)count * (t + 1) / nt);
+}
+
+static void wino_run(const struct wino_variant *vr, const float *u, const float *bias, int k, int c,
+		     const float *in, int n, int h, int w, const float *residual, int relu, float *out,
+		     float *scratch, int threads)
+{
+	const int np = vr->points;
 	struct wino_plan p;
 	size_t kc = (size_t)k * c, plane = (size_t)n * h * w;
 	float *v, *m, *work;
 
 	assert(threads >= 1);
-	wino_plan_init(&p, 16, 2, k, c, n, h, w);
-	/* slots as in wino_conv3x3: V[xi] in slot xi + 1 on one thread, apart on several */
-	m = scratch;                                     /* [16][k][ldt], matrices p.xs apart */
-	v = scratch + (threads > 1 ? 16 : 1) * p.xs;     /* [16][c][ldt], matrices p.xs apart */
-	work = scratch + (threads > 1 ? 32 : 17) * p.xs; /* row work space, one per thread */
+	wino_plan_init(&p, np, vr->tile, k, c, n, h, w);
+	/*
+	 * One thread: points + 1 matrix slots, V[xi] in slot xi + 1, and GEMM
+	 * xi writes M[xi] into slot xi, whose V[xi - 1] the previous GEMM has
+	 * consumed: half the memory of separate V and M, so a block stays in
+	 * L2. Several threads run the GEMMs out of order, so V and M get
+	 * separate slots.
+	 */
+	m = scratch;                                       /* [np][k][ldt], matrices p.xs apart */
+	v = scratch + (threads > 1 ? np : 1) * p.xs;       /* [np][c][ldt], matrices p.xs apart */
+	work = scratch + (threads > 1 ? 2 * np : np + 1) * p.xs; /* row work space, one per thread */
 
+	/*
+	 * Threads split the input transform by input channel, the GEMMs by
+	 * transform point and the output transform by output channel, with a
+	 * barrier between the phases; each runs its GEMMs single-threaded.
+	 */
 #pragma omp parallel num_threads(threads) if (threads > 1)
 	{
 		int t = 0, nt = 1, c0, c1, k0, k1;
@@ -966,28 +919,32 @@ void wino2_conv3x3(const float *u, const float *bias, int k, int c,
 		t = omp_get_thread_num();
 		nt = omp_get_num_threads();
 #endif
-		my_work = work + (size_t)t * wino2_work_floats(&p);
+		my_work = work + (size_t)t * vr->work_floats(&p);
 		wino_share(c, t, nt, &c0, &c1);
 		wino_share(k, t, nt, &k0, &k1);
 
-		/* finite columns past a block's last tile, as in wino_conv3x3 */
+		/*
+		 * The output transform reads whole vectors past a block's last
+		 * tile. The GEMMs never write those columns, and the input
+		 * transform only writes finite values there, so zeroing them once
+		 * keeps them finite.
+		 */
 #pragma omp for schedule(static)
-		for (int xi = 0; xi < 16; xi++)
+		for (int xi = 0; xi < np; xi++)
 			for (size_t row = 0; row < (size_t)k; row++)
 				memset(m + xi * p.xs + row * p.ldt + (size_t)p.block_rows * p.tw, 0,
 				       (p.ldt - (size_t)p.block_rows * p.tw) * sizeof(float));
 		for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
 			int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
 			int tiles = (r1 - r0) * p.tw;
+			int piece = vr->split_gemms ? wino2_gemm_rows(k, c, tiles) : k;
 
 			if (c1 > c0)
-				wino2_input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
-						  v + (size_t)c0 * p.ldt, my_work);
+				vr->input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
+						v + (size_t)c0 * p.ldt, my_work);
 #pragma omp barrier
-			int piece = wino2_gemm_rows(k, c, tiles);
-
 #pragma omp for schedule(static)
-			for (int xi = 0; xi < 16; xi++)
+			for (int xi = 0; xi < np; xi++)
 				for (int q = 0; q < k; q += piece)
 					/* rows [q, q + piece) of [k][tiles] = [k][c] x [c][tiles] */
 					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
@@ -995,11 +952,33 @@ void wino2_conv3x3(const float *u, const float *bias, int k, int c,
 						    u + xi * kc + (size_t)q * c, c, v + xi * p.xs, (int)p.ldt,
 						    0.0f, m + xi * p.xs + (size_t)q * p.ldt, (int)p.ldt);
 			if (k1 > k0)
-				wino2_output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL,
-						   k1 - k0, n, h, w, r0, r1,
-						   residual ? residual + k0 * plane : NULL, relu,
-						   out + k0 * plane, my_work);
+				vr->output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL, k1 - k0,
+						 n, h, w, r0, r1, residual ? residual + k0 * plane : NULL, relu,
+						 out + k0 * plane, my_work);
+			/* the next block's input transform overwrites V (and, alone, M) */
 #pragma omp barrier
 		}
 	}
+}
+
+size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads)
+{
+	return wino_run_scratch(&wino_f4, k, c, n, h, w, threads);
+}
+
+void wino_conv3x3(const float *u, const float *bias, int k, int c, const float *in, int n, int h, int w,
+		  const float *residual, int relu, float *out, float *scratch, int threads)
+{
+	wino_run(&wino_f4, u, bias, k, c, in, n, h, w, residual, relu, out, scratch, threads);
+}
+
+size_t wino2_scratch_floats(int k, int c, int n, int h, int w, int threads)
+{
+	return wino_run_scratch(&wino_f2, k, c, n, h, w, threads);
+}
+
+void wino2_conv3x3(const float *u, const float *bias, int k, int c, const float *in, int n, int h, int w,
+		   const float *residual, int relu, float *out, float *scratch, int threads)
+{
+	wino_run(&wino_f2, u, bias, k, c, in, n, h, w, residual, relu, out, scratch, threads);
 }
