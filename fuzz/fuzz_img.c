@@ -51,11 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		static uint8_t one_pass[IMG_CROP * IMG_CROP * 3];
 
 		/* what decoded in two steps decodes in one, to the same bytes */
-		if (rc == 0 && (img_decode_crop(data, size, &opts, one_pass, &err) != 0 ||
+		if (rc == 0 && (img_decode_crop(data, size, &opts, one_pass, NULL, &err) != 0 ||
 				memcmp(one_pass, crop, sizeof(crop)) != 0))
 			abort();
 		opts.fast = 1;
-		rc = img_decode_crop(data, size, &opts, one_pass, &err);
+		rc = img_decode_crop(data, size, &opts, one_pass, NULL, &err);
 		if (rc != 0 && (err.code != rc || err.msg[0] == '\0'))
 			abort();
 	}

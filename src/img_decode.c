@@ -745,7 +745,7 @@ static int jpeg_run(struct jpeg_state *st, const uint8_t *data, size_t len)
  * the 224x224x3 crop. Returns 0 or SEER_E*.
  */
 static int jpeg_decode(const uint8_t *data, size_t len, const struct img_decode_opts *opts,
-		       struct img_rgb *out, uint8_t *crop, struct seer_err *err)
+		       struct img_rgb *out, uint8_t *crop, struct img_size *size, struct seer_err *err)
 {
 	struct jpeg_state *st;
 	int rc;
@@ -756,6 +756,11 @@ static int jpeg_decode(const uint8_t *data, size_t len, const struct img_decode_
 	st->opts = opts;
 	st->crop = crop;
 	rc = jpeg_run(st, data, len);
+	if (rc == 0 && size != NULL) {
+		int swap = st->orientation >= 5 && st->orientation <= 8; /* 5-8 transpose */
+		size->width = swap ? st->cinfo.image_height : st->cinfo.image_width;
+		size->height = swap ? st->cinfo.image_width : st->cinfo.image_height;
+	}
 	if (st->created)
 		jpeg_destroy_decompress(&st->cinfo);
 	img_cropper_free(&st->cropper);
@@ -1000,7 +1005,7 @@ static int png_run(struct png_state *st)
  * 224x224x3 crop. Returns 0 or SEER_E*.
  */
 static int png_decode(const uint8_t *data, size_t len, const struct img_decode_opts *opts,
-		      struct img_rgb *out, uint8_t *crop, struct seer_err *err)
+		      struct img_rgb *out, uint8_t *crop, struct img_size *size, struct seer_err *err)
 {
 	struct png_state *st;
 	int rc;
@@ -1035,6 +1040,10 @@ static int png_decode(const uint8_t *data, size_t len, const struct img_decode_o
 		st->im.pixels = NULL;
 	} else if (!st->streamed) { /* interlaced: decoded whole */
 		rc = img_resize_crop(&st->im, crop, err);
+	}
+	if (rc == 0 && size != NULL) {
+		size->width = png_get_image_width(st->png, st->info);
+		size->height = png_get_image_height(st->png, st->info);
 	}
 
 fail:
@@ -1099,12 +1108,12 @@ int img_decode(const void *data, size_t len, const struct img_decode_opts *opts,
 	if (rc != 0)
 		return rc;
 	if (fmt == IMG_FORMAT_JPEG)
-		return jpeg_decode(data, len, opts, out, NULL, err);
-	return png_decode(data, len, opts, out, NULL, err);
+		return jpeg_decode(data, len, opts, out, NULL, NULL, err);
+	return png_decode(data, len, opts, out, NULL, NULL, err);
 }
 
 int img_decode_crop(const void *data, size_t len, const struct img_decode_opts *opts, uint8_t *out,
-		    struct seer_err *err)
+		    struct img_size *size, struct seer_err *err)
 {
 	struct img_decode_opts defaults;
 	enum img_format fmt;
@@ -1120,6 +1129,6 @@ int img_decode_crop(const void *data, size_t len, const struct img_decode_opts *
 	if (rc != 0)
 		return rc;
 	if (fmt == IMG_FORMAT_JPEG)
-		return jpeg_decode(data, len, opts, NULL, out, err);
-	return png_decode(data, len, opts, NULL, out, err);
+		return jpeg_decode(data, len, opts, NULL, out, size, err);
+	return png_decode(data, len, opts, NULL, out, size, err);
 }

@@ -177,7 +177,7 @@ static int load_image(const char *path, const struct img_decode_opts *opts, floa
 	rc = read_file(path, opts->limits.max_bytes, &bytes, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = img_decode_crop(bytes, len, opts, crop, err);
+	rc = img_decode_crop(bytes, len, opts, crop, NULL, err);
 	free(bytes);
 	if (rc < 0)
 		return rc;

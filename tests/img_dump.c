@@ -98,7 +98,7 @@ static int make_crop(const uint8_t *data, size_t len, const struct img_decode_op
 	int rc;
 
 	if (!full)
-		return img_decode_crop(data, len, opts, crop, err);
+		return img_decode_crop(data, len, opts, crop, NULL, err);
 	rc = img_decode(data, len, opts, &im, err);
 	if (rc == 0)
 		rc = img_resize_crop(&im, crop, err);

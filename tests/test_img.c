@@ -1499,13 +1499,13 @@ static void test_fast(void)
 	rc = img_decode(j, len, &fast, &im, &err);
 	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "8000x6000") != NULL,
 	       "fast path: JPEG of 8000x6000 (48 MP, 1000x750 at 1/8) -> SEER_ETOOLARGE (%s)", err.msg);
-	rc = img_decode_crop(j, len, &fast, crop, &err);
+	rc = img_decode_crop(j, len, &fast, crop, NULL, &err);
 	tap_ok(rc == SEER_ETOOLARGE, "... and from img_decode_crop() too (%s)", err.msg);
 	small = fast;
 	small.limits.max_side = 4000;
 	j[off + 5] = 0x03, j[off + 6] = 0x20; /* height 800 */
 	j[off + 7] = 0x0f, j[off + 8] = 0xa1; /* width 4001 */
-	rc = img_decode_crop(j, len, &small, crop, &err);
+	rc = img_decode_crop(j, len, &small, crop, NULL, &err);
 	tap_ok(rc == SEER_ETOOLARGE && strstr(err.msg, "a side") != NULL,
 	       "fast path: 4001 px wide with max_side 4000 -> SEER_ETOOLARGE (%s)", err.msg);
 	free(j);
@@ -1558,11 +1558,18 @@ static int crop_agree(const struct crop_variant *v, int w, int h)
 
 		jpeg_set_orientation(j, len, orient);
 		for (o.fast = 0; o.fast < 2; o.fast++) {
-			ra = img_decode_crop(j, len, &o, a, &err);
+			struct img_size size = {0, 0};
+			uint32_t ew = (uint32_t)(orient >= 5 ? h : w), eh = (uint32_t)(orient >= 5 ? w : h);
+
+			ra = img_decode_crop(j, len, &o, a, &size, &err);
 			rb = crop_two_step(j, len, &o, b, &dw, &dh, &err);
 			if (ra != 0 || rb != 0 || memcmp(a, b, sizeof(a)) != 0) {
 				printf("# %s %dx%d orientation %d%s: %s\n", v->name, w, h, orient,
 				       o.fast ? " fast" : "", ra || rb ? err.msg : "crops differ");
+				bad++;
+			} else if (size.width != ew || size.height != eh) {
+				printf("# %s %dx%d orientation %d%s: size %ux%u, expected %ux%u\n", v->name, w, h,
+				       orient, o.fast ? " fast" : "", size.width, size.height, ew, eh);
 				bad++;
 			}
 		}
@@ -1624,7 +1631,7 @@ static void test_decode_crop(void)
 		copy = malloc(cut);
 		memcpy(copy, j, cut);
 		for (f = 0; f < 2; f++) {
-			rc = img_decode_crop(copy, cut, f ? &fast : &defaults, crop, &err);
+			rc = img_decode_crop(copy, cut, f ? &fast : &defaults, crop, NULL, &err);
 			if (rc != SEER_ETRUNC && !bad++)
 				printf("# cut at %zu%s: %d %s\n", cut, f ? " fast" : "", rc, err.msg);
 		}
@@ -1646,12 +1653,12 @@ static void test_decode_crop(void)
 		copy[at] = 0xff;
 		copy[at + 1] = 0xd3;
 		for (f = 0; f < 2; f++) {
-			rc = img_decode_crop(copy, len, f ? &fast : &defaults, crop, &err);
+			rc = img_decode_crop(copy, len, f ? &fast : &defaults, crop, NULL, &err);
 			if (rc != SEER_ECORRUPT && !bad++)
 				printf("# stray marker at %zu%s: %d %s\n", at, f ? " fast" : "", rc, err.msg);
 		}
 	}
-	rc = img_decode_crop(j, len, &defaults, crop, &err);
+	rc = img_decode_crop(j, len, &defaults, crop, NULL, &err);
 	rc |= crop_two_step(j, len, &defaults, crop2, &w, &h, &err);
 	tap_ok(bad == 0 && rc == 0 && memcmp(crop, crop2, sizeof(crop)) == 0,
 	       "img_decode_crop(): a stray RST marker in the skipped top or bottom rows -> SEER_ECORRUPT");
@@ -1695,10 +1702,16 @@ static void test_decode_crop(void)
 			if (layouts[i].color != PNG_COLOR_TYPE_PALETTE)
 				pe.plte = NULL;
 			p = png_encode(&pe, rows, rb, &len);
-			rc = img_decode_crop(p, len, &defaults, crop, &err);
+			struct img_size size = {0, 0};
+
+			rc = img_decode_crop(p, len, &defaults, crop, &size, &err);
 			rc |= crop_two_step(p, len, &defaults, crop2, &w, &h, &err);
 			if (rc != 0 || memcmp(crop, crop2, sizeof(crop)) != 0) {
 				printf("# PNG %s: %s\n", layouts[i].name, rc ? err.msg : "crops differ");
+				bad++;
+			} else if (size.width != w || size.height != h) {
+				printf("# PNG %s: size %ux%u, decoded %ux%u\n", layouts[i].name, size.width,
+				       size.height, w, h);
 				bad++;
 			}
 			if (i == 0) {
@@ -1706,11 +1719,11 @@ static void test_decode_crop(void)
 				size_t iend = png_find_chunk(p, len, "IEND");
 
 				for (cut = len / 2; cut < len; cut += (len - cut) / 3 + 1) {
-					rc = img_decode_crop(p, cut, &defaults, crop, &err);
+					rc = img_decode_crop(p, cut, &defaults, crop, NULL, &err);
 					bad += rc != SEER_ETRUNC;
 				}
 				p[iend - 1] ^= 1; /* the last IDAT's CRC */
-				rc = img_decode_crop(p, len, &defaults, crop, &err);
+				rc = img_decode_crop(p, len, &defaults, crop, NULL, &err);
 				bad += rc != SEER_ECORRUPT;
 			}
 			free(rows);
@@ -1724,18 +1737,18 @@ static void test_decode_crop(void)
 	}
 
 	/* the errors of the entry point itself */
-	rc = img_decode_crop(NULL, 0, NULL, crop, &err);
+	rc = img_decode_crop(NULL, 0, NULL, crop, NULL, &err);
 	tap_ok(rc == SEER_EEMPTY, "img_decode_crop() of 0 bytes -> SEER_EEMPTY (%s)", err.msg);
-	rc = img_decode_crop("GIF89a\1\0\1\0", 10, NULL, crop, &err);
+	rc = img_decode_crop("GIF89a\1\0\1\0", 10, NULL, crop, NULL, &err);
 	tap_ok(rc == SEER_EUNSUPPORTED && strstr(err.msg, "GIF") != NULL,
 	       "img_decode_crop() of a GIF -> SEER_EUNSUPPORTED (%s)", err.msg);
-	rc = img_decode_crop("\xff\xd8\xff", 3, NULL, NULL, &err);
+	rc = img_decode_crop("\xff\xd8\xff", 3, NULL, NULL, NULL, &err);
 	tap_ok(rc == SEER_EINVAL, "img_decode_crop() without an output buffer -> SEER_EINVAL");
 	{
 		struct png_enc pe = {.w = 300, .h = 257, .depth = 8, .color = PNG_COLOR_TYPE_RGB};
 		uint8_t *px = pattern_image(300, 257, 3), *p = png_encode(&pe, px, 300 * 3, &len);
 
-		rc = img_decode_crop(p, len, &fast, crop, &err);
+		rc = img_decode_crop(p, len, &fast, crop, NULL, &err);
 		rc |= crop_two_step(p, len, &defaults, crop2, &w, &h, &err);
 		tap_ok(rc == 0 && memcmp(crop, crop2, sizeof(crop)) == 0,
 		       "img_decode_crop() of a PNG == img_decode() + img_resize_crop()");
