@@ -1,6 +1,8 @@
 /* log.c - timestamped one-line records, written with a single write(2). */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +33,25 @@ int log_level_parse(const char *name, enum log_level *level)
 void log_set_plain(int plain)
 {
 	plain_format = plain;
+}
+
+int log_reopen(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		return -1;
+	/* dup2 replaces fd 2 atomically: no record is ever written nowhere */
+	if (fd != STDERR_FILENO && dup2(fd, STDERR_FILENO) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	if (fd != STDERR_FILENO)
+		close(fd);
+	return 0;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -21,6 +21,14 @@ int log_level_parse(const char *name, enum log_level *level);
 /* Use a short form ("seer: message") fit for a command line. */
 void log_set_plain(int plain);
 
+/*
+ * Send records (and anything else written to standard error) to the file at
+ * path, opened for appending and created 0640 if needed; called again, it
+ * reopens the file, so a log rotated away is let go. Returns 0 or -1 with
+ * errno set (the old destination is then kept).
+ */
+int log_reopen(const char *path);
+
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -451,6 +451,25 @@ void nn_linear(const float *weight, const float *bias, int k, int c,
 			out[(size_t)i * k + o] += bias[o];
 }
 
+void nn_topk(const float *x, int n, int k, int *idx)
+{
+	int have = 0;
+
+	/* insertion into a sorted list of k: k is small (<= 20), n is 1000 */
+	for (int c = 0; c < n; c++) {
+		int pos = have;
+
+		while (pos > 0 && x[c] > x[idx[pos - 1]])
+			pos--;
+		if (pos == k)
+			continue;
+		if (have < k)
+			have++;
+		memmove(idx + pos + 1, idx + pos, (size_t)(have - pos - 1) * sizeof(*idx));
+		idx[pos] = c;
+	}
+}
+
 void nn_softmax(float *x, int n, int k)
 {
 	for (int i = 0; i < n; i++) {

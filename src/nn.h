@@ -66,4 +66,10 @@ void nn_linear(const float *weight, const float *bias, int k, int c,
 /* Numerically stable softmax of each of n rows of k values, in place. */
 void nn_softmax(float *x, int n, int k);
 
+/*
+ * The indices of the k largest of the n values at x, largest first (ties:
+ * the lower index first). k <= n.
+ */
+void nn_topk(const float *x, int n, int k, int *idx);
+
 #endif

@@ -246,38 +246,15 @@ static int cmd_convert(int argc, char **argv)
 
 /* ------------------------------------------------------------ classify */
 
-struct topk_entry {
-	int index;
-	float prob;
-};
-
-/* The k most probable classes of one row of probabilities, best first. */
-static void topk(const float *probs, int k, struct topk_entry *out)
-{
-	for (int i = 0; i < k; i++)
-		out[i] = (struct topk_entry){ -1, -1.0f };
-	for (int c = 0; c < RESNET_CLASSES; c++) {
-		int pos = k;
-
-		while (pos > 0 && probs[c] > out[pos - 1].prob)
-			pos--;
-		if (pos == k)
-			continue;
-		memmove(out + pos + 1, out + pos, (size_t)(k - pos - 1) * sizeof(*out));
-		out[pos] = (struct topk_entry){ c, probs[c] };
-	}
-}
-
 static void print_result(const char *file, const float *probs, int k, int as_json, struct json_buf *jb)
 {
-	struct topk_entry best[RESNET_CLASSES];
+	int best[RESNET_CLASSES];
 
-	topk(probs, k, best);
+	nn_topk(probs, RESNET_CLASSES, k, best);
 	if (!as_json) {
 		printf("%s\n", file);
 		for (int i = 0; i < k; i++)
-			printf("  %9.5f%%  %s (%d)\n", best[i].prob * 100.0, labels_imagenet[best[i].index],
-			       best[i].index);
+			printf("  %9.5f%%  %s (%d)\n", probs[best[i]] * 100.0, labels_imagenet[best[i]], best[i]);
 		return;
 	}
 	json_buf_reset(jb);
@@ -285,9 +262,9 @@ static void print_result(const char *file, const float *probs, int k, int as_jso
 	json_str(jb, file);
 	json_raw(jb, ", \"topk\": [");
 	for (int i = 0; i < k; i++) {
-		json_printf(jb, "%s{\"index\": %d, \"label\": ", i ? ", " : "", best[i].index);
-		json_str(jb, labels_imagenet[best[i].index]);
-		json_printf(jb, ", \"prob\": %.9g}", best[i].prob);
+		json_printf(jb, "%s{\"index\": %d, \"label\": ", i ? ", " : "", best[i]);
+		json_str(jb, labels_imagenet[best[i]]);
+		json_printf(jb, ", \"prob\": %.9g}", probs[best[i]]);
 	}
 	json_raw(jb, "]}");
 	if (!jb->failed)

@@ -199,6 +199,32 @@ static void check_softmax(void)
 	tap_ok(fabs(x[1][0] - 0.25) < 1e-7 && fabs(x[1][3] - 0.25) < 1e-7, "softmax of equal logits is uniform");
 }
 
+/* nn_topk against a full sort on random values with ties. */
+static void check_topk(void)
+{
+	float x[1000];
+	int idx[20], bad = 0;
+
+	srand(7);
+	for (int round = 0; round < 50; round++) {
+		for (int i = 0; i < 1000; i++)
+			x[i] = (float)(rand() % 300); /* many ties */
+		nn_topk(x, 1000, 20, idx);
+		for (int j = 0; j < 20; j++) {
+			/* idx[j] must be the j-th of (value desc, index asc) */
+			int rank = 0;
+
+			for (int i = 0; i < 1000; i++)
+				rank += x[i] > x[idx[j]] || (x[i] == x[idx[j]] && i < idx[j]);
+			bad += rank != j;
+		}
+	}
+	nn_topk(x, 1000, 1, idx);
+	for (int i = 0; i < 1000; i++)
+		bad += x[i] > x[idx[0]];
+	tap_ok(bad == 0, "nn_topk: the k largest, best first, ties by lower index (50 random rounds)");
+}
+
 int main(void)
 {
 	/* the convolutions ResNet-18 has, at reduced spatial size, plus odd shapes */
@@ -229,5 +255,6 @@ int main(void)
 	check_avgpool_linear(64, 3, 7, 100);
 	check_avgpool_linear(512, 1, 7, 1000);
 	check_softmax();
+	check_topk();
 	return tap_done();
 }
