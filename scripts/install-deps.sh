@@ -6,16 +6,22 @@ set -euo pipefail
 packages=(
   # build
   build-essential autoconf automake libtool pkg-config autoconf-archive
-  libopenblas-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libfcgi-dev
+  libopenblas-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libfcgi-dev libssl-dev
   # sanitizers and fuzzing
   clang libclang-rt-14-dev
   # reference implementation, parity tests and benchmarks
   python3 python3-torch python3-torchvision python3-pil python3-numpy python3-skimage
   # service
   nginx-light sqlite3 apache2-utils
-  # tests and tools
-  curl ca-certificates wrk
+  # tests and tools: load generator, browser tests, the Flask/gunicorn reference
+  curl ca-certificates wrk openssl chromium chromium-driver python3-flask gunicorn
 )
+# Node.js and npm (playwright-core for the browser tests) from Debian, unless a
+# node with npm is already installed some other way (e.g. NodeSource's
+# nodejs, which bundles npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -316,7 +316,12 @@ static int set_wal(sqlite3 *conn, int timeout_ms, const char *path, const char *
 static int conn_open(const char *path, int create, const struct db_opts *o, sqlite3 **out, const char *fn,
 		     struct seer_err *err)
 {
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	/*
+	 * NOFOLLOW: the supervisor migrates as root in a directory the service
+	 * user can write; a symlink planted there must not be written through.
+	 */
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+		    (create ? SQLITE_OPEN_CREATE : 0);
 	sqlite3 *conn = NULL;
 	int rc;
 

@@ -297,6 +297,36 @@ static double now_s(void)
 
 /* -------------------------------------------------------------- migrations */
 
+static long count_bytes(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* The supervisor migrates as root where the service user can write: no symlinks. */
+static void test_symlink(void)
+{
+	struct seer_err err = {0};
+	char target[1100];
+	FILE *fp;
+	int rc;
+
+	snprintf(target, sizeof(target), "%s", db_path("victim"));
+	fp = fopen(target, "w");
+	if (fp != NULL) {
+		fputs("not a database\n", fp);
+		fclose(fp);
+	}
+	if (symlink(target, db_path("link.db")) == 0) {
+		rc = db_migrate(db_path("link.db"), NULL, &err);
+		tap_ok(rc != 0 && count_bytes(target) == 15,
+		       "a symlink in place of the database is refused, its target untouched (%s)", err.msg);
+	} else {
+		tap_ok(0, "symlink: %s", strerror(errno));
+	}
+}
+
 static void test_migrate(void)
 {
 	const char *path = db_path("migrate.db");
@@ -1271,6 +1301,7 @@ int main(void)
 		return 1;
 	}
 	test_migrate();
+	test_symlink();
 	test_migrate_race();
 	test_rows();
 	test_cache();

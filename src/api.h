@@ -1,0 +1,64 @@
+/*
+ * api.h - the HTTP API of seerd (API.md), independent of FastCGI: a request
+ * comes in as a struct api_req, an answer goes out as a struct api_resp.
+ * worker.c does the FastCGI side; keeping it apart makes every route
+ * testable from a plain C program and fuzzable.
+ */
+#ifndef SEER_API_H
+#define SEER_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "db.h"
+#include "engine.h"
+#include "json.h"
+#include "scoreboard.h"
+
+/* What a worker holds while it serves: all owned by the worker. */
+struct api_ctx {
+	const struct seerd_conf *conf;
+	struct engine *engine;
+	struct db *db;
+	struct scoreboard *sb;
+	struct sb_slot *slot;
+	struct engine_item *items; /* [conf->max_images] */
+	uint64_t inserts;	   /* rows written, for the retention cadence */
+};
+
+struct api_req {
+	const char *method;	  /* "GET", "POST", ... */
+	const char *path;	  /* decoded path without the query, e.g. "/api/history/12" */
+	const char *query;	  /* raw query string, may be NULL */
+	const char *content_type; /* may be NULL */
+	const char *remote_addr;  /* may be NULL */
+	const char *remote_user;  /* set by nginx after auth_basic; NULL or "" otherwise */
+	const char *file_name;	  /* X-File-Name header, percent-encoded; may be NULL */
+	double start_s;		  /* when nginx got the request (Unix seconds), 0 if unknown */
+	const uint8_t *body;
+	size_t body_len;
+	int body_too_large; /* CONTENT_LENGTH was over max_body: the body was not read */
+};
+
+struct api_resp {
+	int status;
+	const char *content_type;
+	const char *cache_control; /* NULL: no-store */
+	const char *allow;	   /* the Allow header of a 405 */
+	struct json_buf text;	   /* the body, unless bin is set */
+	void *bin;		   /* a binary body (thumbnail), malloc'd */
+	size_t bin_len;
+	int is_classify; /* counts in the latency histogram */
+};
+
+void api_resp_init(struct api_resp *r);
+void api_resp_free(struct api_resp *r);
+
+/* Answer one request. Never fails: every problem becomes an error answer. */
+void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp);
+
+/* The reason phrase of a status ("OK", "Payload Too Large", ...). */
+const char *api_reason(int status);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * worker.h - one seerd worker process: load the model, then answer FastCGI
+ * requests from the shared listening socket until told to stop, recycled,
+ * or killed.
+ */
+#ifndef SEER_WORKER_H
+#define SEER_WORKER_H
+
+#include <sys/types.h>
+
+#include "conf.h"
+#include "scoreboard.h"
+
+struct worker_args {
+	const struct seerd_conf *conf;
+	int listen_fd;
+	struct scoreboard *sb;
+	int slot;
+	int drop_privileges; /* switch to uid/gid after opening the model */
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Run a worker in a freshly forked child; returns the process's exit status. */
+int worker_main(const struct worker_args *a);
+
+#endif
