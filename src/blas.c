@@ -86,7 +86,21 @@ void blas_ensure_core(char **argv)
 		log_warn("blas_ensure_core: setenv: %s", strerror(errno));
 		return;
 	}
-	execv("/proc/self/exe", argv);
+	{
+		/*
+		 * Through the program's real path rather than /proc/self/exe, so
+		 * that the process keeps its name ("seerd", not "exe") for ps,
+		 * pgrep and seerctl.
+		 */
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (n > 0) {
+			self[n] = '\0';
+			execv(self, argv);
+		}
+		execv("/proc/self/exe", argv);
+	}
 	log_warn("blas_ensure_core: re-exec failed (%s); continuing with the %s kernels", strerror(errno), core);
 	unsetenv("OPENBLAS_CORETYPE");
 	unsetenv(REEXEC_GUARD);
