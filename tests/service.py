@@ -133,12 +133,13 @@ def fcgi_params(params):
     return out
 
 
-def fcgi_send(sock_path, method, uri, body=b"", ctype="image/jpeg"):
+def fcgi_send(sock_path, method, uri, body=b"", ctype="image/jpeg", extra=None):
     """Connect straight to seerd's socket and send one whole request; returns the socket."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock_path)
     params = {"REQUEST_METHOD": method, "DOCUMENT_URI": uri, "REQUEST_URI": uri, "QUERY_STRING": "",
               "CONTENT_TYPE": ctype, "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1"}
+    params.update(extra or {})
     data = fcgi_record(1, struct.pack(">HB5x", 1, 0))  # BEGIN_REQUEST, responder, no keep-alive
     data += fcgi_record(4, fcgi_params(params)) + fcgi_record(4, b"")
     for i in range(0, len(body), 65535):
@@ -717,6 +718,39 @@ def group_pool(tmp, model):
                 break
             time.sleep(0.1)
         ok(gone, "then seerd exits")
+    finally:
+        st.stop()
+
+    # --- recycling, the queue timeout and log reopening, on a pool of small limits
+    st = Stack(tmp, "recycle", model, conf={"max_requests": "5", "max_requests_jitter": "0",
+                                           "queue_timeout": "2"})
+    st.start()
+    try:
+        first = set(st.workers())
+        codes = [classify(st, jpeg_bytes(sk("chelsea.png"), comment=b"r%d" % i))[0] for i in range(14)]
+        time.sleep(0.5)
+        now = set(st.workers())
+        s, h, data = st.request("GET", "/metrics", auth=True)
+        m = re.search(r"seer_worker_restarts_total (\d+)", data.decode())
+        # 14 requests over 2 workers: at least one served 7 and was replaced after its 5th
+        ok(codes == [200] * 14 and len(now) == 2 and now != first and m and m.group(1) == "0",
+           "max_requests = 5: 14 requests all answered, workers replaced, not counted as restarts",
+           [codes, first, now, m.group(0) if m else None])
+        sock = st.setting("socket")
+        c = fcgi_send(sock, "POST", "/api/classify", cat, extra={"REQUEST_START": "%.3f" % (time.time() - 5)})
+        ok(fcgi_status(c) == 503, "a request that waited 5 s for a worker (queue_timeout = 2) -> 503 overloaded")
+        c = fcgi_send(sock, "POST", "/api/classify", cat, extra={"REQUEST_START": "%.3f" % (time.time() - 0.5)})
+        ok(fcgi_status(c) == 200, "one that waited 0.5 s is served")
+        log = st.setting("log_file")
+        os.rename(log, log + ".1")
+        os.kill(st.supervisor(), signal.SIGUSR1)
+        found = False
+        for _ in range(50):
+            time.sleep(0.1)
+            if os.path.exists(log) and "reopened" in open(log).read():
+                found = True
+                break
+        ok(found, "SIGUSR1 after the log was rotated away: seerd writes a new log file")
     finally:
         st.stop()
 
