@@ -353,7 +353,7 @@ static void result_json(struct json_buf *b, const struct api_ctx *ctx, const str
 
 /* Split the body into uploads: one raw image or the "file" parts of a multipart body. */
 static int collect(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r, struct upload *ups,
-		   int *n, int *multipart)
+		   struct engine_item *items, int *n, int *multipart)
 {
 	const struct seerd_conf *c = ctx->conf;
 	char boundary[80];
@@ -392,8 +392,8 @@ static int collect(struct api_ctx *ctx, const struct api_req *req, struct api_re
 			u = &ups[(*n)++];
 			snprintf(u->file_name, sizeof(u->file_name), "%s", parts[i].filename);
 			snprintf(u->content_type, sizeof(u->content_type), "%s", parts[i].content_type);
-			ctx->items[*n - 1].data = parts[i].data;
-			ctx->items[*n - 1].len = parts[i].len;
+			items[*n - 1].data = parts[i].data;
+			items[*n - 1].len = parts[i].len;
 		}
 		if (*n == 0) {
 			fail(r, 400, "no_image", "the form has no part named \"file\"; send the image as \"file\"");
@@ -413,73 +413,93 @@ static int collect(struct api_ctx *ctx, const struct api_req *req, struct api_re
 		ups[0].file_name[0] = '\0';
 	snprintf(ups[0].content_type, sizeof(ups[0].content_type), "%s",
 		 req->content_type ? req->content_type : "");
-	ctx->items[0].data = req->body;
-	ctx->items[0].len = req->body_len;
+	items[0].data = req->body;
+	items[0].len = req->body_len;
 	return 0;
 }
 
-static void classify(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r)
+/* A classify request between api_begin() and api_finish(). */
+struct api_job {
+	struct upload ups[API_MAX_IMAGES];
+	struct engine_item *items; /* the worker's, [0, n) */
+	int n, multipart;
+	int64_t k, now;
+	double t0;
+};
+
+/*
+ * The first half of a classify request: checks, the uploads, the cache.
+ * Returns 1 with *job when images are waiting for engine_run(), 0 when the
+ * request is answered already.
+ */
+static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r,
+			  struct engine_item *items, struct api_job **jobp)
 {
 	const struct seerd_conf *c = ctx->conf;
-	struct upload ups[64];
-	struct db_record recs[64];
-	int64_t ids[64], k = c->topk_default;
-	struct json_buf *tj = NULL;
 	struct seer_err err = {0};
-	double t0 = mono_ms(), total;
-	int n = 0, multipart, ok = 0, first_fail = 0, stored = 1;
-	int64_t now = wall_ms();
+	struct api_job *job;
+	int64_t k = c->topk_default, now = wall_ms();
 
 	r->is_classify = 1;
 	if (!method_is(req, "POST")) {
 		r->allow = "POST";
 		fail(r, 405, "method_not_allowed", "use POST with the image as the body");
-		return;
+		return 0;
 	}
 	if (query_int(req, r, "topk", 1, c->topk_max, &k) != 0)
-		return;
+		return 0;
 	if (req->start_s > 0 && c->queue_timeout > 0 && (double)now / 1e3 - req->start_s > c->queue_timeout) {
 		fail(r, 503, "overloaded",
 		     "the server is busy (the request waited %.1f s for a free worker); try again in a moment",
 		     (double)now / 1e3 - req->start_s);
-		return;
+		return 0;
 	}
 	if (req->body_too_large) {
 		fail(r, 413, "too_large", "the upload is over the %zu MiB limit", c->max_body >> 20);
-		return;
+		return 0;
 	}
-	memset(ups, 0, sizeof(ups));
+	job = calloc(1, sizeof(*job));
+	if (job == NULL) {
+		fail(r, 503, "overloaded", "the server is out of memory; try again shortly");
+		return 0;
+	}
+	job->items = items;
+	job->k = k;
+	job->now = now;
+	job->t0 = mono_ms();
 	for (int i = 0; i < c->max_images; i++) {
-		engine_item_clear(&ctx->items[i]);
-		ctx->items[i].skip = 0;
-		ctx->items[i].size = (struct img_size){0, 0};
-		ctx->items[i].t_decode = ctx->items[i].t_preprocess = ctx->items[i].t_inference = 0;
+		engine_item_clear(&items[i]);
+		items[i].skip = 0;
+		items[i].size = (struct img_size){0, 0};
+		items[i].t_decode = items[i].t_preprocess = items[i].t_inference = 0;
 	}
-	if (collect(ctx, req, r, ups, &n, &multipart) != 0)
-		return;
+	if (collect(ctx, req, r, job->ups, items, &job->n, &job->multipart) != 0) {
+		free(job);
+		return 0;
+	}
 
 	/* the cache: the same bytes for the same model have a stored answer */
-	for (int i = 0; i < n; i++) {
-		struct engine_item *it = &ctx->items[i];
+	for (int i = 0; i < job->n; i++) {
+		struct engine_item *it = &items[i];
+		struct upload *u = &job->ups[i];
 		int w = 0, h = 0, hit;
 
 		engine_hash(it);
-		hit = db_cache_lookup(ctx->db, it->sha256, engine_model_id(ctx->engine), &ups[i].cached_topk, &w,
-				      &h, &err);
+		hit = db_cache_lookup(ctx->db, it->sha256, engine_model_id(ctx->engine), &u->cached_topk, &w, &h,
+				      &err);
 		if (hit == 1) {
+			struct db_record probe = {0};
 			int have;
 
-			struct db_record probe = {0};
-
-			json_array_prefix(ups[i].cached_topk, (int)k, &have);
-			top1_from_json(ups[i].cached_topk, &probe);
+			json_array_prefix(u->cached_topk, (int)k, &have);
+			top1_from_json(u->cached_topk, &probe);
 			/* stored with a smaller topk_max, or unreadable: run it again */
 			if (have < k || probe.top1_index < 0) {
-				free(ups[i].cached_topk);
-				ups[i].cached_topk = NULL;
+				free(u->cached_topk);
+				u->cached_topk = NULL;
 				continue;
 			}
-			ups[i].cached = 1;
+			u->cached = 1;
 			it->skip = 1;
 			it->size.width = (uint32_t)w;
 			it->size.height = (uint32_t)h;
@@ -488,14 +508,31 @@ static void classify(struct api_ctx *ctx, const struct api_req *req, struct api_
 			log_warn("cache lookup failed (running the network instead): %s", err.msg);
 		}
 	}
-	engine_run(ctx->engine, ctx->items, n, c->topk_max);
+	*jobp = job;
+	return 1;
+}
+
+/* The second half, once engine_run() has been over the job's images: history rows and the answer. */
+static void classify_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r,
+			    struct api_job *job)
+{
+	const struct seerd_conf *c = ctx->conf;
+	struct upload *ups = job->ups;
+	struct engine_item *items = job->items;
+	struct db_record recs[API_MAX_IMAGES];
+	int64_t ids[API_MAX_IMAGES], k = job->k, now = job->now;
+	struct json_buf *tj = NULL;
+	struct seer_err err = {0};
+	int n = job->n, multipart = job->multipart, ok = 0, first_fail = 0, stored = 1;
+	double total;
+
 	sb_add(ctx->slot->images, (uint64_t)n);
-	total = mono_ms() - t0;
+	total = mono_ms() - job->t0;
 
 	/* the rows, all in one transaction */
 	tj = calloc((size_t)n, sizeof(*tj));
 	for (int i = 0; i < n; i++) {
-		struct engine_item *it = &ctx->items[i];
+		struct engine_item *it = &items[i];
 		struct db_record *rec = &recs[i];
 
 		memset(rec, 0, sizeof(*rec));
@@ -572,12 +609,12 @@ static void classify(struct api_ctx *ctx, const struct api_req *req, struct api_
 		for (int i = 0; i < n; i++) {
 			if (i)
 				json_raw(&r->text, ", ");
-			result_json(&r->text, ctx, &ups[i], &ctx->items[i], (int)k, total);
+			result_json(&r->text, ctx, &ups[i], &items[i], (int)k, total);
 		}
 		json_raw(&r->text, "]}");
 	} else if (!multipart) {
 		r->status = ups[0].status;
-		result_json(&r->text, ctx, &ups[0], &ctx->items[0], (int)k, total);
+		result_json(&r->text, ctx, &ups[0], &items[0], (int)k, total);
 		if (ups[0].code != NULL) {
 			json_buf_reset(&r->text);
 			error_body(&r->text, ups[0].code, ups[0].message);
@@ -588,7 +625,7 @@ static void classify(struct api_ctx *ctx, const struct api_req *req, struct api_
 		for (int i = 0; i < n; i++) {
 			if (i)
 				json_raw(&r->text, ", ");
-			result_json(&r->text, ctx, &ups[i], &ctx->items[i], (int)k, total);
+			result_json(&r->text, ctx, &ups[i], &items[i], (int)k, total);
 		}
 		json_raw(&r->text, "]");
 		if (ok == 0) { /* nothing succeeded: the first failure is the request's */
@@ -601,9 +638,10 @@ static void classify(struct api_ctx *ctx, const struct api_req *req, struct api_
 		free(ups[i].cached_topk);
 		if (tj != NULL)
 			json_buf_free(&tj[i]);
-		engine_item_clear(&ctx->items[i]);
+		engine_item_clear(&items[i]);
 	}
 	free(tj);
+	free(job);
 }
 
 /* ------------------------------------------------------------ history */
@@ -763,13 +801,12 @@ static void metrics(struct api_ctx *ctx, const struct api_req *req, struct api_r
 
 /* ------------------------------------------------------------- router */
 
-void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r)
+/* Every route but classify, answered at once. */
+static void route(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r)
 {
 	const char *path = req->path ? req->path : "", *rest;
 
-	if (strcmp(path, "/api/classify") == 0) {
-		classify(ctx, req, r);
-	} else if (path_under(path, "/api/history", &rest)) {
+	if (path_under(path, "/api/history", &rest)) {
 		history(ctx, req, r, rest);
 	} else if (strcmp(path, "/api/stats") == 0) {
 		stats(ctx, req, r);
@@ -783,6 +820,51 @@ void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
 	} else {
 		fail(r, 404, "not_found", "no such endpoint: %.200s", path);
 	}
+}
+
+static void check_memory(struct api_resp *r)
+{
 	if (r->text.failed && r->bin == NULL)
 		fail(r, 503, "overloaded", "the server ran out of memory building the answer");
+}
+
+int api_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r, struct engine_item *items,
+	      struct api_job **job)
+{
+	*job = NULL;
+	if (req->path != NULL && strcmp(req->path, "/api/classify") == 0) {
+		if (classify_begin(ctx, req, r, items, job))
+			return 1;
+	} else {
+		route(ctx, req, r);
+	}
+	check_memory(r);
+	return 0;
+}
+
+int api_job_items(const struct api_job *job, struct engine_item **items)
+{
+	*items = job->items;
+	return job->n;
+}
+
+void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r, struct api_job *job)
+{
+	classify_finish(ctx, req, r, job);
+	check_memory(r);
+}
+
+void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r)
+{
+	struct engine_item *batch[API_MAX_IMAGES], *items;
+	struct api_job *job;
+	int n;
+
+	if (!api_begin(ctx, req, r, ctx->items, &job))
+		return;
+	n = api_job_items(job, &items);
+	for (int i = 0; i < n; i++)
+		batch[i] = &items[i];
+	engine_run(ctx->engine, batch, n, ctx->conf->topk_max);
+	api_finish(ctx, req, r, job);
 }

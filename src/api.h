@@ -16,6 +16,8 @@
 #include "json.h"
 #include "scoreboard.h"
 
+#define API_MAX_IMAGES 64 /* most images in one request (max_images is at most this) */
+
 /* What a worker holds while it serves: all owned by the worker. */
 struct api_ctx {
 	const struct seerd_conf *conf;
@@ -23,7 +25,7 @@ struct api_ctx {
 	struct db *db;
 	struct scoreboard *sb;
 	struct sb_slot *slot;
-	struct engine_item *items; /* [conf->max_images] */
+	struct engine_item *items; /* [conf->max_images], for api_handle() */
 	uint64_t inserts;	   /* rows written, for the retention cadence */
 };
 
@@ -57,6 +59,21 @@ void api_resp_free(struct api_resp *r);
 
 /* Answer one request. Never fails: every problem becomes an error answer. */
 void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp);
+
+/*
+ * api_handle() in two halves, so that a worker holding several classify
+ * requests runs the network once for all their images: api_begin() answers
+ * everything it can at once and returns 0; for a classify request with
+ * images it puts them in items[0, max_images) (the caller's, one slice per
+ * request) and returns 1 with *job. The caller then runs engine_run() over
+ * the job's images (api_job_items(), skipped ones included: engine_run
+ * passes over them) and finishes with api_finish(), which frees the job.
+ */
+struct api_job;
+int api_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp, struct engine_item *items,
+	      struct api_job **job);
+int api_job_items(const struct api_job *job, struct engine_item **items);
+void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp, struct api_job *job);
 
 /* The reason phrase of a status ("OK", "Payload Too Large", ...). */
 const char *api_reason(int status);

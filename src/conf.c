@@ -44,6 +44,7 @@ static const struct conf_key keys[] = {
 	{"crash_loop_window", T_SECONDS, F(crash_loop_window), 1, 86400},
 	{"max_body", T_SIZE, F(max_body), 1024, 1024.0 * 1024 * 1024},
 	{"max_images", T_INT, F(max_images), 1, 64},
+	{"batch_requests", T_INT, F(batch_requests), 1, 64},
 	{"max_pixels", T_LONG, F(max_pixels), 1, 1e9},
 	{"max_side", T_INT, F(max_side), 1, 1000000},
 	{"topk_default", T_INT, F(topk_default), 1, 1000},
@@ -76,6 +77,7 @@ void conf_defaults(struct seerd_conf *c)
 	c->crash_loop_window = 60;
 	c->max_body = 20u << 20;
 	c->max_images = 8;
+	c->batch_requests = 4;
 	c->max_pixels = 40000000;
 	c->max_side = 12000;
 	c->topk_default = 5;

@@ -38,6 +38,7 @@ struct seerd_conf {
 	/* requests */
 	size_t max_body;
 	int max_images;
+	int batch_requests;
 	uint64_t max_pixels;
 	uint32_t max_side;
 	int topk_default, topk_max;

@@ -98,7 +98,7 @@ void engine_hash(struct engine_item *it)
 	it->sha256[64] = '\0';
 }
 
-int engine_run(struct engine *e, struct engine_item *items, int n, int k)
+int engine_run(struct engine *e, struct engine_item *const *items, int n, int k)
 {
 	const size_t px = (size_t)IMG_CROP * IMG_CROP * 3;
 	int rows = 0;
@@ -107,7 +107,7 @@ int engine_run(struct engine *e, struct engine_item *items, int n, int k)
 	if (n < 0 || n > e->opts.max_batch || k < 1 || k > e->opts.topk_max)
 		return SEER_EINVAL;
 	for (int i = 0; i < n; i++) {
-		struct engine_item *it = &items[i];
+		struct engine_item *it = items[i];
 		uint8_t *crop = e->crops + px * (size_t)rows;
 
 		if (it->skip)
@@ -130,7 +130,7 @@ int engine_run(struct engine *e, struct engine_item *items, int n, int k)
 	nn_softmax(e->logits, rows, RESNET_CLASSES);
 	t1 = now_ms() - t0;
 	for (int r = 0; r < rows; r++) {
-		struct engine_item *it = &items[e->slot_of[r]];
+		struct engine_item *it = items[e->slot_of[r]];
 		const float *probs = e->logits + (size_t)r * RESNET_CLASSES;
 
 		it->t_inference = t1;

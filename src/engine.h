@@ -50,13 +50,14 @@ const char *engine_model_id(const struct engine *e);
 void engine_hash(struct engine_item *it);
 
 /*
- * Classify the n (<= max_batch) items not marked skip: each is decoded on
+ * Classify the n (<= max_batch) items not marked skip (they may belong to
+ * several requests, hence pointers): each is decoded on
  * its own (a failure stays in its rc/err and does not stop the others),
  * the ones that decoded run through the network together, and get their
  * top-k (k <= topk_max) and thumbnail. Returns 0, or SEER_EINVAL for a bad
  * n or k.
  */
-int engine_run(struct engine *e, struct engine_item *items, int n, int k);
+int engine_run(struct engine *e, struct engine_item *const *items, int n, int k);
 
 /* Free an item's thumbnail and reset its results. */
 void engine_item_clear(struct engine_item *it);

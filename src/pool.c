@@ -136,6 +136,16 @@ static int bind_socket(struct pool *p, struct seer_err *err)
 		close(fd);
 		return rc;
 	}
+	/*
+	 * Non-blocking: workers wait in poll() and then take whatever is queued
+	 * without ever blocking in accept() (another worker may have been
+	 * quicker). Accepted connections do not inherit the flag.
+	 */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+		rc = seer_err_set(err, SEER_EIO, "%s: %s", c->socket, strerror(errno));
+		close(fd);
+		return rc;
+	}
 	p->fd = fd;
 	return 0;
 }

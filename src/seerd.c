@@ -29,37 +29,13 @@ static const char usage_text[] =
 	"Signals: TERM finishes current requests and exits; HUP reloads the\n"
 	"configuration and the model without dropping requests; USR1 reopens the log.\n";
 
-int main(int argc, char **argv)
+/* Load the configuration, then check it or run the pool. */
+static int run(const struct pool_args *a, int check)
 {
-	struct pool_args a = {NULL, 0, NULL};
 	struct seerd_conf c;
 	struct seer_err err = {0};
-	char **rest;
-	int check = 0;
 
-	blas_ensure_core(argv); /* may re-execute with OPENBLAS_CORETYPE set */
-	rest = calloc((size_t)argc + 1, sizeof(*rest));
-	if (rest == NULL)
-		return 1;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage_text, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--version")) {
-			printf("seerd %s\n", PACKAGE_VERSION);
-			return 0;
-		} else if (!strcmp(argv[i], "--check")) {
-			check = 1;
-		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
-			a.conf_path = argv[++i];
-		} else if (!strncmp(argv[i], "--config=", 9)) {
-			a.conf_path = argv[i] + 9;
-		} else {
-			rest[a.argc++] = argv[i];
-		}
-	}
-	a.argv = rest;
-	if (pool_load_conf(&a, &c, &err) != 0) {
+	if (pool_load_conf(a, &c, &err) != 0) {
 		log_error("configuration: %s", err.msg);
 		return 2;
 	}
@@ -81,5 +57,41 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_info("seerd %s starting (OpenBLAS core %s)", PACKAGE_VERSION, blas_core_name());
-	return pool_run(&a, &c);
+	return pool_run(a, &c);
 }
+
+int main(int argc, char **argv)
+{
+	struct pool_args a = {NULL, 0, NULL};
+	char **rest;
+	int check = 0, code;
+
+	blas_ensure_core(argv); /* may re-execute with OPENBLAS_CORETYPE set */
+	rest = calloc((size_t)argc + 1, sizeof(*rest));
+	if (rest == NULL)
+		return 1;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage_text, stdout);
+			free(rest);
+			return 0;
+		} else if (!strcmp(argv[i], "--version")) {
+			printf("seerd %s\n", PACKAGE_VERSION);
+			free(rest);
+			return 0;
+		} else if (!strcmp(argv[i], "--check")) {
+			check = 1;
+		} else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+			a.conf_path = argv[++i];
+		} else if (!strncmp(argv[i], "--config=", 9)) {
+			a.conf_path = argv[i] + 9;
+		} else {
+			rest[a.argc++] = argv[i];
+		}
+	}
+	a.argv = rest;
+	code = run(&a, check);
+	free(rest);
+	return code;
+}
+

@@ -28,7 +28,6 @@ static void on_stop(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-	FCGX_ShutdownPending(); /* only sets a flag: safe in a handler */
 }
 
 static void on_reopen(int sig)
@@ -38,9 +37,10 @@ static void on_reopen(int sig)
 }
 
 /*
- * Handlers without SA_RESTART: a signal makes a blocking accept() return
- * EINTR, and FCGI_FAIL_ACCEPT_ON_INTR makes libfcgi hand that back to us
- * instead of retrying, so an idle worker notices a stop at once.
+ * Handlers without SA_RESTART: a signal makes the worker's blocking poll()
+ * on the listening socket return EINTR, so an idle worker notices a stop at
+ * once (and FCGI_FAIL_ACCEPT_ON_INTR keeps libfcgi from retrying an
+ * interrupted accept() behind our back).
  */
 static void install_signals(void)
 {
@@ -116,39 +116,52 @@ static void send_response(FCGX_Request *req, const struct api_req *ar, const str
 		FCGX_PutStr(body, (int)len, req->out);
 }
 
-/* Answer one accepted request. */
-static void serve(struct api_ctx *ctx, FCGX_Request *req)
-{
-	const struct seerd_conf *c = ctx->conf;
+/* One accepted request, from its parameters to its answer. */
+struct pending {
+	FCGX_Request req;
+	struct api_req ar;
+	struct api_resp resp;
+	struct api_job *job; /* a classify request waiting for the network */
+	uint8_t *body;
 	char path[2048];
+	int answered; /* resp is final before api_begin() (body errors) */
+	double t0;
+};
+
+/* Read what an accepted request sent: its parameters and its body. */
+static void read_request(const struct seerd_conf *c, struct pending *p)
+{
+	FCGX_Request *req = &p->req;
 	const char *uri = FCGX_GetParam("DOCUMENT_URI", req->envp);
 	const char *clen = FCGX_GetParam("CONTENT_LENGTH", req->envp);
 	const char *start = FCGX_GetParam("REQUEST_START", req->envp);
-	struct api_req ar;
-	struct api_resp r;
-	uint8_t *body = NULL;
+	struct api_req *ar = &p->ar;
 	unsigned long long len = 0;
-	double t0 = now_s();
 
-	memset(&ar, 0, sizeof(ar));
-	api_resp_init(&r);
-	ar.method = FCGX_GetParam("REQUEST_METHOD", req->envp);
-	if (ar.method == NULL)
-		ar.method = "GET";
+	p->t0 = now_s();
+	p->job = NULL;
+	p->body = NULL;
+	p->answered = 0;
+	memset(ar, 0, sizeof(*ar));
+	api_resp_init(&p->resp);
+	ar->method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+	if (ar->method == NULL)
+		ar->method = "GET";
 	if (uri == NULL) { /* no DOCUMENT_URI: the path part of REQUEST_URI */
 		const char *ru = FCGX_GetParam("REQUEST_URI", req->envp);
 		size_t n = ru ? strcspn(ru, "?") : 0;
 
-		snprintf(path, sizeof(path), "%.*s", (int)(n < sizeof(path) ? n : sizeof(path) - 1), ru ? ru : "");
-		uri = path;
+		snprintf(p->path, sizeof(p->path), "%.*s", (int)(n < sizeof(p->path) ? n : sizeof(p->path) - 1),
+			 ru ? ru : "");
+		uri = p->path;
 	}
-	ar.path = uri;
-	ar.query = FCGX_GetParam("QUERY_STRING", req->envp);
-	ar.content_type = FCGX_GetParam("CONTENT_TYPE", req->envp);
-	ar.remote_addr = FCGX_GetParam("REMOTE_ADDR", req->envp);
-	ar.remote_user = FCGX_GetParam("REMOTE_USER", req->envp);
-	ar.file_name = FCGX_GetParam("HTTP_X_FILE_NAME", req->envp);
-	ar.start_s = start ? strtod(start, NULL) : 0;
+	ar->path = uri;
+	ar->query = FCGX_GetParam("QUERY_STRING", req->envp);
+	ar->content_type = FCGX_GetParam("CONTENT_TYPE", req->envp);
+	ar->remote_addr = FCGX_GetParam("REMOTE_ADDR", req->envp);
+	ar->remote_user = FCGX_GetParam("REMOTE_USER", req->envp);
+	ar->file_name = FCGX_GetParam("HTTP_X_FILE_NAME", req->envp);
+	ar->start_s = start ? strtod(start, NULL) : 0;
 	if (clen != NULL && *clen != '\0') {
 		char *end;
 
@@ -158,32 +171,111 @@ static void serve(struct api_ctx *ctx, FCGX_Request *req)
 			len = ULLONG_MAX;
 	}
 	if (len > (unsigned long long)c->max_body || len > (1ull << 30)) {
-		ar.body_too_large = 1;
+		ar->body_too_large = 1; /* not read: api answers 413 */
 	} else if (len > 0) {
-		body = malloc((size_t)len);
-		if (body == NULL) {
-			r.status = 503;
-			json_raw(&r.text, "{\"error\": {\"code\": \"overloaded\", \"message\": \"the server is out of "
-					  "memory; try again shortly\"}}");
-			goto answer;
+		p->body = malloc((size_t)len);
+		if (p->body == NULL) {
+			p->resp.status = 503;
+			json_raw(&p->resp.text, "{\"error\": {\"code\": \"overloaded\", \"message\": \"the server "
+						"is out of memory; try again shortly\"}}");
+			p->answered = 1;
+		} else if (read_body(req, p->body, len) != 0) {
+			p->resp.status = 400;
+			json_raw(&p->resp.text, "{\"error\": {\"code\": \"bad_request\", \"message\": \"the "
+						"request body ended early\"}}");
+			p->answered = 1;
+		} else {
+			ar->body = p->body;
+			ar->body_len = len;
 		}
-		if (read_body(req, body, len) != 0) {
-			r.status = 400;
-			json_raw(&r.text, "{\"error\": {\"code\": \"bad_request\", \"message\": \"the request body "
-					  "ended early\"}}");
-			goto answer;
-		}
-		ar.body = body;
-		ar.body_len = len;
 	}
-	api_handle(ctx, &ar, &r);
-answer:
-	send_response(req, &ar, &r);
-	sb_record(ctx->slot, r.status, r.is_classify, now_s() - t0);
-	if (r.status >= 500)
-		log_info("%s %s -> %d", ar.method, ar.path, r.status);
-	api_resp_free(&r);
-	free(body);
+}
+
+/* Send the answer, account for it and let the request go. */
+static void finish_request(struct api_ctx *ctx, struct pending *p)
+{
+	struct api_resp *r = &p->resp;
+
+	send_response(&p->req, &p->ar, r);
+	FCGX_Finish_r(&p->req);
+	sb_record(ctx->slot, r->status, r->is_classify, now_s() - p->t0);
+	if (r->status >= 500)
+		log_info("%s %s -> %d", p->ar.method, p->ar.path, r->status);
+	api_resp_free(r);
+	free(p->body);
+	p->body = NULL;
+}
+
+/*
+ * Answer n accepted requests together. Each classify request gets its own
+ * slice of max_images items; the images of all of them then go through
+ * the network in as few batches as the engine allows (max_images each),
+ * which under load reads the weights once for several requests.
+ */
+static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
+{
+	const struct seerd_conf *c = ctx->conf;
+	struct engine_item *batch[API_MAX_IMAGES];
+	int m = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct pending *p = &pend[i];
+		struct engine_item *items;
+		int k;
+
+		if (p->answered ||
+		    !api_begin(ctx, &p->ar, &p->resp, ctx->items + (size_t)i * c->max_images, &p->job))
+			continue;
+		k = api_job_items(p->job, &items);
+		for (int j = 0; j < k; j++) {
+			batch[m++] = &items[j];
+			if (m == c->max_images) {
+				engine_run(ctx->engine, batch, m, c->topk_max);
+				m = 0;
+			}
+		}
+	}
+	if (m > 0)
+		engine_run(ctx->engine, batch, m, c->topk_max);
+	for (int i = 0; i < n; i++) {
+		if (pend[i].job != NULL)
+			api_finish(ctx, &pend[i].ar, &pend[i].resp, pend[i].job);
+		pend[i].job = NULL;
+		finish_request(ctx, &pend[i]);
+	}
+}
+
+/*
+ * Batching pays where the network dominates (it reads the weights once for
+ * the batch); a large upload is dominated by its own decoding, which
+ * batching does not share, so gathering stops once the bodies reach this.
+ */
+#define GATHER_BYTES (1u << 20)
+
+/*
+ * Take the requests already waiting, up to max (the listening socket is
+ * non-blocking: an empty queue ends the gathering, and a connection another
+ * worker took first is simply not ours). Stops early once the bodies read
+ * reach GATHER_BYTES, which also bounds the memory of one round.
+ */
+static int gather(const struct seerd_conf *c, struct pending *pend, int max)
+{
+	size_t bytes = 0;
+	int n = 0;
+
+	while (n < max && bytes < GATHER_BYTES) {
+		int rc = FCGX_Accept_r(&pend[n].req);
+
+		if (rc < 0) {
+			if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)
+				log_warn("worker: accept failed: %s", strerror(-rc));
+			break;
+		}
+		read_request(c, &pend[n]);
+		bytes += pend[n].ar.body_len;
+		n++;
+	}
+	return n;
 }
 
 int worker_main(const struct worker_args *a)
@@ -193,7 +285,7 @@ int worker_main(const struct worker_args *a)
 	struct engine_opts eo;
 	struct api_ctx ctx;
 	struct seer_err err = {0};
-	FCGX_Request req;
+	struct pending *pend;
 	uint64_t limit = 0, served = 0;
 	int rc, code = 0;
 
@@ -236,11 +328,14 @@ int worker_main(const struct worker_args *a)
 			return 3;
 		}
 	}
-	ctx.items = calloc((size_t)c->max_images, sizeof(*ctx.items));
-	if (ctx.items == NULL || FCGX_Init() != 0 || FCGX_InitRequest(&req, a->listen_fd, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
+	ctx.items = calloc((size_t)c->max_images * (size_t)c->batch_requests, sizeof(*ctx.items));
+	pend = calloc((size_t)c->batch_requests, sizeof(*pend));
+	if (ctx.items == NULL || pend == NULL || FCGX_Init() != 0) {
 		log_error("worker: out of memory at start");
 		return 3;
 	}
+	for (int i = 0; i < c->batch_requests; i++)
+		FCGX_InitRequest(&pend[i].req, a->listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
 	if (c->max_requests > 0) {
 		srand((unsigned)getpid() ^ (unsigned)time(NULL));
 		limit = (uint64_t)c->max_requests +
@@ -249,25 +344,45 @@ int worker_main(const struct worker_args *a)
 	log_debug("worker %d ready (model %s)", a->slot, engine_model_id(ctx.engine));
 	sb_put(slot->state, SB_IDLE);
 
-	while (!stop_requested) {
+	/*
+	 * Wait in poll() (a signal interrupts it: no SA_RESTART), then take
+	 * what is queued. At shutdown (not at a reload or a recycle, where other
+	 * workers go on serving) the queue is emptied before leaving: the
+	 * supervisor has removed the socket's name, so nothing new comes, and
+	 * what nginx had passed on is answered rather than dropped.
+	 */
+	for (;;) {
+		struct pollfd pfd = {.fd = a->listen_fd, .events = POLLIN};
+		int n, shutdown = sb_get(a->sb->shutdown);
+
 		if (reopen_requested) {
 			reopen_requested = 0;
 			if (c->log_file[0] && log_reopen(c->log_file) != 0)
 				log_warn("cannot reopen %s: %s", c->log_file, strerror(errno));
 		}
-		rc = FCGX_Accept_r(&req);
-		if (rc < 0) {
-			if (rc == -EINTR || stop_requested)
-				continue;
-			log_error("worker: accept failed: %s", strerror(-rc));
+		if (stop_requested && !shutdown)
+			break;
+		rc = poll(&pfd, 1, stop_requested ? 0 : -1);
+		if (rc < 0 && errno != EINTR) {
+			log_error("worker: poll failed: %s", strerror(errno));
 			code = 1;
 			break;
 		}
+		if (rc <= 0) {
+			if (stop_requested) /* shutting down and the queue is empty */
+				break;
+			continue;
+		}
+		/* a recycling worker takes no more than it has left to serve */
+		n = gather(c, pend, limit > 0 && limit - served < (uint64_t)c->batch_requests
+					    ? (int)(limit - served)
+					    : c->batch_requests);
+		if (n == 0)
+			continue;
 		sb_put(slot->busy_since, sb_now_ms());
 		sb_put(slot->state, SB_BUSY);
-		serve(&ctx, &req);
-		FCGX_Finish_r(&req);
-		served++;
+		serve_batch(&ctx, pend, n);
+		served += (uint64_t)n;
 		sb_put(slot->served, served);
 		sb_put(slot->busy_since, 0);
 		sb_put(slot->state, stop_requested ? SB_DRAINING : SB_IDLE);
@@ -276,28 +391,8 @@ int worker_main(const struct worker_args *a)
 			break;
 		}
 	}
-	/*
-	 * At shutdown (not at a reload or a recycle, where other workers go on
-	 * serving) connections already waiting in the queue are served too:
-	 * the supervisor has removed the socket's name, so no new ones come,
-	 * and whatever nginx had passed on is answered rather than dropped.
-	 * poll() first so that a worker never blocks in accept() once the
-	 * queue is empty (another worker may take the last connection; the
-	 * supervisor's repeated SIGTERM then ends the wait).
-	 */
-	while (code == 0 && sb_get(a->sb->shutdown)) {
-		struct pollfd pfd = {.fd = a->listen_fd, .events = POLLIN};
-
-		if (poll(&pfd, 1, 0) <= 0 || FCGX_Accept_r(&req) < 0)
-			break;
-		sb_put(slot->busy_since, sb_now_ms());
-		sb_put(slot->state, SB_BUSY);
-		serve(&ctx, &req);
-		FCGX_Finish_r(&req);
-		sb_put(slot->busy_since, 0);
-		sb_put(slot->state, SB_DRAINING);
-	}
 	sb_put(slot->state, SB_DRAINING);
+	free(pend);
 	free(ctx.items);
 	db_close(ctx.db);
 	engine_close(ctx.engine);
