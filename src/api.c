@@ -332,7 +332,7 @@ static void result_json(struct json_buf *b, const struct api_ctx *ctx, const str
 	else
 		json_raw(b, "null");
 	json_raw(b, ", \"model\": ");
-	json_str(b, engine_model_id(ctx->engine));
+	json_str(b, ctx->model);
 	json_raw(b, ", \"topk\": ");
 	if (u->cached) {
 		n = json_array_prefix(u->cached_topk, k, &have);
@@ -485,7 +485,7 @@ static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct
 		int w = 0, h = 0, hit;
 
 		engine_hash(it);
-		hit = db_cache_lookup(ctx->db, it->sha256, engine_model_id(ctx->engine), &u->cached_topk, &w, &h,
+		hit = db_cache_lookup(ctx->db, it->sha256, ctx->model, &u->cached_topk, &w, &h,
 				      &err);
 		if (hit == 1) {
 			struct db_record probe = {0};
@@ -542,7 +542,7 @@ static void classify_finish(struct api_ctx *ctx, const struct api_req *req, stru
 		rec->content_type = ups[i].content_type[0] ? ups[i].content_type : NULL;
 		rec->bytes = (int64_t)it->len;
 		rec->sha256 = it->sha256[0] ? it->sha256 : NULL;
-		rec->model = engine_model_id(ctx->engine);
+		rec->model = ctx->model;
 		rec->t_decode = it->t_decode;
 		rec->t_preprocess = it->t_preprocess;
 		rec->t_inference = it->t_inference;
@@ -730,7 +730,7 @@ static void ready(struct api_ctx *ctx, const struct api_req *req, struct api_res
 		return;
 	}
 	json_printf(&r->text, "{\"ready\": true, \"workers\": %d, \"model\": ", serving);
-	json_str(&r->text, engine_model_id(ctx->engine));
+	json_str(&r->text, ctx->model);
 	json_raw(&r->text, "}");
 }
 

@@ -22,6 +22,12 @@
 struct api_ctx {
 	const struct seerd_conf *conf;
 	struct engine *engine;
+	/*
+	 * The model id as answers and the history name it: the weight file's
+	 * id, plus "+fast" / "+noexif" when the decoding differs from the
+	 * exact default, so that the cache never answers for other settings.
+	 */
+	const char *model;
 	struct db *db;
 	struct scoreboard *sb;
 	struct sb_slot *slot;

@@ -37,7 +37,7 @@ void log_set_plain(int plain)
 
 int log_reopen(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 
 	if (fd < 0)
 		return -1;

@@ -38,7 +38,6 @@ struct slot_ctl {
 	double started;	     /* when the current process was forked */
 	double next_start;   /* earliest (re)spawn */
 	double stop_deadline;
-	double last_term;    /* when SIGTERM was last (re)sent */
 	double crashes[CRASH_RING];
 	int ncrash;
 };
@@ -130,8 +129,8 @@ static int bind_socket(struct pool *p, struct seer_err *err)
 	old = umask(0777 & ~(mode_t)c->socket_mode);
 	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc != 0 || chmod(c->socket, c->socket_mode) != 0 ||
-	    (p->drop && lchown(c->socket, p->uid, p->gid) != 0) || listen(fd, c->backlog) != 0) {
+	/* no chmod(): the umask gave the mode, and chmod would follow a symlink */
+	if (rc != 0 || (p->drop && lchown(c->socket, p->uid, p->gid) != 0) || listen(fd, c->backlog) != 0) {
 		rc = seer_err_set(err, SEER_EIO, "%s: %s", c->socket, strerror(errno));
 		close(fd);
 		return rc;
@@ -236,10 +235,12 @@ static void spawn(struct pool *p, int i)
 		return;
 	}
 	if (pid == 0) {
-		a.conf = &p->conf;
+		/* during a reload the old generation keeps its own configuration */
+		a.conf = p->reload_gen != 0 && s->gen != p->reload_gen ? &p->prev : &p->conf;
 		a.listen_fd = p->fd;
 		a.sb = p->sb;
 		a.slot = i;
+		a.supervisor = getppid();
 		a.drop_privileges = p->drop;
 		a.uid = p->uid;
 		a.gid = p->gid;
@@ -261,7 +262,6 @@ static void stop_slot(struct pool *p, int i)
 		return;
 	s->stopping = 1;
 	s->stop_deadline = now_s() + p->conf.drain_timeout;
-	s->last_term = now_s();
 	kill(s->pid, SIGTERM);
 }
 
@@ -289,6 +289,8 @@ static void reaped(struct pool *p, pid_t pid, int status)
 	struct slot_ctl *s = &p->s[i];
 	struct sb_slot *sl = &p->sb->slot[i];
 
+	int was_busy = sb_get(sl->state) == SB_BUSY;
+
 	s->pid = 0;
 	sb_put(sl->pid, 0);
 	sb_put(sl->state, SB_EMPTY);
@@ -309,11 +311,21 @@ static void reaped(struct pool *p, pid_t pid, int status)
 	}
 	sb_add(p->sb->restarts, 1);
 	if (WIFSIGNALED(status))
-		log_error("worker %d (pid %d) died of signal %d (%s); restarting", i, (int)pid, WTERMSIG(status),
-			  strsignal(WTERMSIG(status)));
+		log_error("worker %d (pid %d) died of signal %d (%s)%s; restarting", i, (int)pid,
+			  WTERMSIG(status), strsignal(WTERMSIG(status)), was_busy ? " while serving" : "");
 	else
 		log_error("worker %d (pid %d) exited with status %d; restarting", i, (int)pid,
 			  WEXITSTATUS(status));
+	/*
+	 * A worker that dies while serving was most likely killed by what it
+	 * served: respawn it at once and do not count it towards a crash loop,
+	 * or a client could switch the pool off by sending a few such requests.
+	 * Crashes at start-up or while idle are the pool's own trouble.
+	 */
+	if (was_busy && WIFSIGNALED(status)) {
+		s->next_start = now;
+		return;
+	}
 	if (now - s->started > p->conf.crash_loop_window)
 		s->consecutive = 0;
 	s->consecutive++;
@@ -367,11 +379,6 @@ static void tick(struct pool *p)
 					 (int)s->pid);
 				kill(s->pid, SIGKILL);
 				s->stop_deadline = now + 3600;
-			} else if (s->stopping && now - s->last_term > 0.5 &&
-				   (sb_get(sl->state) == SB_IDLE || sb_get(sl->state) == SB_DRAINING)) {
-				/* it may have entered accept() just before the signal: say it again */
-				kill(s->pid, SIGTERM);
-				s->last_term = now;
 			}
 		} else if (s->wanted && !s->disabled && !p->draining && now >= s->next_start) {
 			spawn(p, i);
@@ -390,9 +397,12 @@ static void tick(struct pool *p)
 			dead += p->s[i].disabled;
 		}
 		if (want > 0 && up == want) {
+			/* the old generation goes, crash-looped slots included: the way out of a crash loop */
 			for (int i = 0; i < SB_SLOTS; i++)
-				if (p->s[i].gen != p->reload_gen && (p->s[i].wanted || p->s[i].pid > 0))
+				if (p->s[i].gen != p->reload_gen && (p->s[i].wanted || p->s[i].pid > 0)) {
 					stop_slot(p, i);
+					p->s[i].disabled = 0;
+				}
 			log_info("reload: generation %d serving with %d workers; old workers finishing", p->reload_gen,
 				 up);
 			p->reload_gen = 0;
@@ -405,6 +415,7 @@ static void tick(struct pool *p)
 					p->s[i].disabled = 0;
 				}
 			p->conf = p->prev;
+			log_set_level(p->conf.log_level);
 			p->gen--;
 			p->reload_gen = 0;
 			recompute_ready(p);
@@ -474,11 +485,6 @@ static void reload(struct pool *p)
 	}
 	p->reload_gen = p->gen;
 	p->reload_deadline = now_s() + RELOAD_TIMEOUT;
-	for (int i = 0; i < SB_SLOTS; i++) /* a reload is also the way out of a crash loop */
-		if (p->s[i].disabled && p->s[i].gen != p->gen) {
-			p->s[i].disabled = 0;
-			p->s[i].wanted = 0;
-		}
 	log_info("reload: starting generation %d (%d workers, model %s)", p->gen, conf_worker_count(&c), id);
 }
 
@@ -501,11 +507,15 @@ static void write_pid_file(const struct seerd_conf *c)
 {
 	char tmp[CONF_PATH_MAX + 8];
 	FILE *fp;
+	int fd;
 
 	if (c->pid_file[0] == '\0')
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", c->pid_file);
-	fp = fopen(tmp, "w");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (fp == NULL && fd >= 0)
+		close(fd);
 	if (fp == NULL || fprintf(fp, "%d\n", (int)getpid()) < 0 || fclose(fp) != 0 ||
 	    rename(tmp, c->pid_file) != 0)
 		log_warn("cannot write pid file %s: %s", c->pid_file, strerror(errno));

@@ -63,6 +63,15 @@ int thumb_jpeg(const uint8_t *crop, uint8_t **jpeg, size_t *len, struct seer_err
 					(uint8_t)((r0[i] + r0[i + 3] + r1[i] + r1[i + 3] + 2) / 4);
 			}
 	}
+	/*
+	 * Our own buffer, larger than any 112x112 JPEG can be (the raw pixels
+	 * twice over), so that libjpeg never reallocates it: je.buf then stays
+	 * the one live buffer whatever happens, also across a longjmp.
+	 */
+	je.size = 2 * sizeof(small);
+	je.buf = malloc(je.size);
+	if (je.buf == NULL)
+		return seer_err_set(err, SEER_ENOMEM, "thumbnail: out of memory");
 	c.err = jpeg_std_error(&je.mgr);
 	je.mgr.error_exit = thumb_error_exit;
 	if (setjmp(je.jump)) {

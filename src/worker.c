@@ -37,15 +37,18 @@ static void on_reopen(int sig)
 }
 
 /*
- * Handlers without SA_RESTART: a signal makes the worker's blocking poll()
- * on the listening socket return EINTR, so an idle worker notices a stop at
- * once (and FCGI_FAIL_ACCEPT_ON_INTR keeps libfcgi from retrying an
- * interrupted accept() behind our back).
+ * The signals a worker acts on (TERM, INT, USR1) stay blocked except while
+ * it waits for connections in ppoll(), which unblocks them atomically: no
+ * read or write of a request can ever be cut short by one (libfcgi does not
+ * retry them), and a signal sent just before the wait is not lost. The
+ * handlers have no SA_RESTART, so an idle worker leaves its wait at once.
  */
+static sigset_t wait_mask; /* the mask during ppoll(): those three unblocked */
+
 static void install_signals(void)
 {
 	struct sigaction sa;
-	sigset_t all;
+	sigset_t block;
 
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
@@ -59,8 +62,12 @@ static void install_signals(void)
 	sigaction(SIGPIPE, &sa, NULL);
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGCHLD, &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL); /* the supervisor blocks them; we take them */
+	sigemptyset(&wait_mask);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_SETMASK, &block, NULL); /* from the supervisor: more were blocked */
 }
 
 static int drop_privileges(const struct worker_args *a, struct seer_err *err)
@@ -197,10 +204,11 @@ static void finish_request(struct api_ctx *ctx, struct pending *p)
 	struct api_resp *r = &p->resp;
 
 	send_response(&p->req, &p->ar, r);
-	FCGX_Finish_r(&p->req);
 	sb_record(ctx->slot, r->status, r->is_classify, now_s() - p->t0);
-	if (r->status >= 500)
+	if (r->status >= 500) /* before FCGX_Finish_r(), which frees the strings */
 		log_info("%s %s -> %d", p->ar.method, p->ar.path, r->status);
+	FCGX_Finish_r(&p->req);
+	memset(&p->ar, 0, sizeof(p->ar));
 	api_resp_free(r);
 	free(p->body);
 	p->body = NULL;
@@ -267,8 +275,11 @@ static int gather(const struct seerd_conf *c, struct pending *pend, int max)
 		int rc = FCGX_Accept_r(&pend[n].req);
 
 		if (rc < 0) {
-			if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)
+			if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR) {
+				/* EMFILE, ENOMEM...: poll() would wake again at once */
 				log_warn("worker: accept failed: %s", strerror(-rc));
+				usleep(100000);
+			}
 			break;
 		}
 		read_request(c, &pend[n]);
@@ -286,10 +297,10 @@ int worker_main(const struct worker_args *a)
 	struct api_ctx ctx;
 	struct seer_err err = {0};
 	struct pending *pend;
+	char model_key[96];
 	uint64_t limit = 0, served = 0;
 	int rc, code = 0;
 
-	prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the supervisor */
 	install_signals();
 	blas_set_threads(1);
 
@@ -317,6 +328,13 @@ int worker_main(const struct worker_args *a)
 		log_error("worker: %s", err.msg);
 		return 3;
 	}
+	/*
+	 * Never outlive the supervisor. Set after the switch of user, which
+	 * clears it; the supervisor may have died in between, hence the check.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != a->supervisor)
+		return 1;
 	{
 		struct db_opts dbo;
 
@@ -328,6 +346,9 @@ int worker_main(const struct worker_args *a)
 			return 3;
 		}
 	}
+	snprintf(model_key, sizeof(model_key), "%s%s%s", engine_model_id(ctx.engine), c->fast_decode ? "+fast" : "",
+		 c->exif_rotate ? "" : "+noexif");
+	ctx.model = model_key;
 	ctx.items = calloc((size_t)c->max_images * (size_t)c->batch_requests, sizeof(*ctx.items));
 	pend = calloc((size_t)c->batch_requests, sizeof(*pend));
 	if (ctx.items == NULL || pend == NULL || FCGX_Init() != 0) {
@@ -345,16 +366,25 @@ int worker_main(const struct worker_args *a)
 	sb_put(slot->state, SB_IDLE);
 
 	/*
-	 * Wait in poll() (a signal interrupts it: no SA_RESTART), then take
+	 * Wait in ppoll() (the only place signals get through), then take
 	 * what is queued. At shutdown (not at a reload or a recycle, where other
 	 * workers go on serving) the queue is emptied before leaving: the
 	 * supervisor has removed the socket's name, so nothing new comes, and
 	 * what nginx had passed on is answered rather than dropped.
 	 */
 	for (;;) {
+		static const struct timespec no_wait = {0, 0};
 		struct pollfd pfd = {.fd = a->listen_fd, .events = POLLIN};
+		sigset_t held;
 		int n, shutdown = sb_get(a->sb->shutdown);
 
+		/*
+		 * A window for pending signals between two rounds: ppoll() only
+		 * delivers them when it would have waited, and under steady load
+		 * it never waits.
+		 */
+		sigprocmask(SIG_SETMASK, &wait_mask, &held);
+		sigprocmask(SIG_SETMASK, &held, NULL);
 		if (reopen_requested) {
 			reopen_requested = 0;
 			if (c->log_file[0] && log_reopen(c->log_file) != 0)
@@ -362,7 +392,7 @@ int worker_main(const struct worker_args *a)
 		}
 		if (stop_requested && !shutdown)
 			break;
-		rc = poll(&pfd, 1, stop_requested ? 0 : -1);
+		rc = ppoll(&pfd, 1, stop_requested ? &no_wait : NULL, &wait_mask);
 		if (rc < 0 && errno != EINTR) {
 			log_error("worker: poll failed: %s", strerror(errno));
 			code = 1;
@@ -374,12 +404,15 @@ int worker_main(const struct worker_args *a)
 			continue;
 		}
 		/* a recycling worker takes no more than it has left to serve */
+		/* the watchdog covers reading the requests too: a stalled one is killed */
+		sb_put(slot->busy_since, sb_now_ms());
 		n = gather(c, pend, limit > 0 && limit - served < (uint64_t)c->batch_requests
 					    ? (int)(limit - served)
 					    : c->batch_requests);
-		if (n == 0)
+		if (n == 0) {
+			sb_put(slot->busy_since, 0);
 			continue;
-		sb_put(slot->busy_since, sb_now_ms());
+		}
 		sb_put(slot->state, SB_BUSY);
 		serve_batch(&ctx, pend, n);
 		served += (uint64_t)n;
