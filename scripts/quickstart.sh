@@ -10,7 +10,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --service
 [ -x configure ] || autoreconf -fi
 mkdir -p build
 (cd build && { [ -f Makefile ] || ../configure; } && make -j"$(nproc)")
