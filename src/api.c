@@ -202,22 +202,24 @@ static void decode_failure(struct upload *u, const struct engine_item *it)
 	const char *seen = NULL;
 
 	switch (it->rc) {
-	case SEER_EUNSUPPORTED:
+	case SEER_EUNSUPPORTED: {
+		int known = img_sniff(it->data, it->len, &seen) != IMG_FORMAT_UNKNOWN;
+
 		u->status = 415;
 		u->code = "unsupported_format";
-		if (img_sniff(it->data, it->len, &seen) == IMG_FORMAT_UNKNOWN && seen != NULL)
+		if (known) /* a JPEG or PNG variant seer does not handle */
+			snprintf(u->message, sizeof(u->message), "%s", plain(it->err.msg));
+		else if (seen != NULL)
 			snprintf(u->message, sizeof(u->message),
 				 "%s images are not supported; upload a JPEG or PNG photo", seen);
-		else if (img_sniff(it->data, it->len, NULL) == IMG_FORMAT_UNKNOWN &&
-			 looks_like_text(it->data, it->len))
+		else if (looks_like_text(it->data, it->len))
 			snprintf(u->message, sizeof(u->message),
 				 "this file is text, not an image; upload a JPEG or PNG photo");
-		else if (img_sniff(it->data, it->len, NULL) == IMG_FORMAT_UNKNOWN)
+		else
 			snprintf(u->message, sizeof(u->message),
 				 "this file is not a JPEG or PNG image; upload a JPEG or PNG photo");
-		else
-			snprintf(u->message, sizeof(u->message), "%s", plain(it->err.msg));
 		break;
+	}
 	case SEER_ETOOLARGE:
 		u->status = 422;
 		u->code = "too_many_pixels";
@@ -349,6 +351,19 @@ static void result_json(struct json_buf *b, const struct api_ctx *ctx, const str
 		    "\"total\": %.3f}}",
 		    it->size.width, it->size.height, it->len, it->sha256, u->cached ? "true" : "false",
 		    it->t_decode, it->t_preprocess, it->t_inference, total_ms);
+}
+
+/* "results": [...] with one entry per upload, as a member of an object being written. */
+static void results_member(struct json_buf *b, const struct api_ctx *ctx, const struct upload *ups,
+			   const struct engine_item *items, int n, int k, double total_ms)
+{
+	json_raw(b, "\"results\": [");
+	for (int i = 0; i < n; i++) {
+		if (i)
+			json_raw(b, ", ");
+		result_json(b, ctx, &ups[i], &items[i], k, total_ms);
+	}
+	json_raw(b, "]");
 }
 
 /* Split the body into uploads: one raw image or the "file" parts of a multipart body. */
@@ -605,29 +620,19 @@ static void classify_finish(struct api_ctx *ctx, const struct api_req *req, stru
 		error_member(&r->text, "storage_failed",
 			     "the result could not be saved to the history (the server's storage failed); "
 			     "it is shown here but not recorded");
-		json_raw(&r->text, ", \"results\": [");
-		for (int i = 0; i < n; i++) {
-			if (i)
-				json_raw(&r->text, ", ");
-			result_json(&r->text, ctx, &ups[i], &items[i], (int)k, total);
-		}
-		json_raw(&r->text, "]}");
+		json_raw(&r->text, ", ");
+		results_member(&r->text, ctx, ups, items, n, (int)k, total);
+		json_raw(&r->text, "}");
 	} else if (!multipart) {
 		r->status = ups[0].status;
-		result_json(&r->text, ctx, &ups[0], &items[0], (int)k, total);
-		if (ups[0].code != NULL) {
-			json_buf_reset(&r->text);
+		if (ups[0].code != NULL)
 			error_body(&r->text, ups[0].code, ups[0].message);
-		}
+		else
+			result_json(&r->text, ctx, &ups[0], &items[0], (int)k, total);
 	} else {
 		r->status = ok > 0 ? 200 : ups[first_fail - 1].status;
-		json_raw(&r->text, "{\"results\": [");
-		for (int i = 0; i < n; i++) {
-			if (i)
-				json_raw(&r->text, ", ");
-			result_json(&r->text, ctx, &ups[i], &items[i], (int)k, total);
-		}
-		json_raw(&r->text, "]");
+		json_raw(&r->text, "{");
+		results_member(&r->text, ctx, ups, items, n, (int)k, total);
 		if (ok == 0) { /* nothing succeeded: the first failure is the request's */
 			json_raw(&r->text, ", ");
 			error_member(&r->text, ups[first_fail - 1].code, ups[first_fail - 1].message);

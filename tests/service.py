@@ -436,12 +436,9 @@ def group_api(tmp, model):
 
 
 def api_cases(tmp, st):
-    cat = jpeg_bytes(sk("chelsea.png"))
+    cat, cat_path = cat_photo(tmp)
     coffee = png_bytes(sk("coffee.png"))
     rocket = jpeg_bytes(sk("rocket.jpg"), quality=85)
-    cat_path = os.path.join(tmp, "cat.jpg")
-    with open(cat_path, "wb") as f:
-        f.write(cat)
 
     s, b = st.json("GET", "/api/health")
     ok(s == 200 and b.get("status") == "ok", "GET /api/health -> 200", b)
@@ -646,11 +643,17 @@ def group_full_disk(tmp, model):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
-def group_pool(tmp, model):
+def cat_photo(tmp):
+    """skimage's cat as a JPEG: its bytes, and a file of them for wrk."""
     cat = jpeg_bytes(sk("chelsea.png"))
     img = os.path.join(tmp, "cat.jpg")
     with open(img, "wb") as f:
         f.write(cat)
+    return cat, img
+
+
+def group_pool(tmp, model):
+    cat, img = cat_photo(tmp)
 
     # --- rate limit: nginx answers 429 in seer's JSON
     st = Stack(tmp, "rate", model, rate="2r/s", burst=2)
@@ -831,10 +834,7 @@ def group_pool(tmp, model):
 
 
 def group_load(tmp, model):
-    cat = jpeg_bytes(sk("chelsea.png"))
-    img = os.path.join(tmp, "cat.jpg")
-    with open(img, "wb") as f:
-        f.write(cat)
+    _, img = cat_photo(tmp)
     st = Stack(tmp, "load", model, rate="1000000r/s", burst=100000)
     st.start()
     try:
