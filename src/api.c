@@ -35,18 +35,30 @@ void api_resp_free(struct api_resp *r)
 const char *api_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Content";
-	case 429: return "Too Many Requests";
-	case 503: return "Service Unavailable";
-	default: return "Internal Server Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 422:
+		return "Unprocessable Content";
+	case 429:
+		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
 	}
 }
 
@@ -157,7 +169,8 @@ static int want_get(const struct api_req *req, struct api_resp *r)
 	if (method_is(req, "GET") || method_is(req, "HEAD"))
 		return 1;
 	r->allow = "GET, HEAD";
-	fail(r, 405, "method_not_allowed", "%s is not allowed here; use GET", req->method ? req->method : "?");
+	fail(r, 405, "method_not_allowed", "%s is not allowed here; use GET",
+	     req->method ? req->method : "?");
 	return 0;
 }
 
@@ -167,11 +180,11 @@ static int want_get(const struct api_req *req, struct api_resp *r)
 struct upload {
 	char file_name[FORM_FILENAME_MAX];
 	char content_type[FORM_TYPE_MAX];
-	int status;		  /* HTTP status of this image */
-	const char *code;	  /* error code, NULL on success */
-	char message[320];	  /* error message */
+	int status;	   /* HTTP status of this image */
+	const char *code;  /* error code, NULL on success */
+	char message[320]; /* error message */
 	int cached;
-	char *cached_topk;	  /* the stored top-K JSON of a cache hit, malloc'd */
+	char *cached_topk; /* the stored top-K JSON of a cache hit, malloc'd */
 	int64_t id;
 };
 
@@ -240,7 +253,8 @@ static void decode_failure(struct upload *u, const struct engine_item *it)
 		u->status = 422;
 		u->code = "undecodable";
 		snprintf(u->message, sizeof(u->message),
-			 "the image could not be decoded (damaged or incomplete file): %s", plain(it->err.msg));
+			 "the image could not be decoded (damaged or incomplete file): %s",
+			 plain(it->err.msg));
 		break;
 	}
 }
@@ -411,20 +425,21 @@ static int collect(struct api_ctx *ctx, const struct api_req *req, struct api_re
 			items[*n - 1].len = parts[i].len;
 		}
 		if (*n == 0) {
-			fail(r, 400, "no_image", "the form has no part named \"file\"; send the image as \"file\"");
+			fail(r, 400, "no_image",
+			     "the form has no part named \"file\"; send the image as \"file\"");
 			return -1;
 		}
 		return 0;
 	}
 	if (req->body_len == 0) {
 		fail(r, 400, "no_image",
-		     "the request has no image; send the image bytes as the body or as multipart \"file\" parts");
+		     "the request has no image; send the image bytes as the body or as multipart \"file\" "
+		     "parts");
 		return -1;
 	}
 	*n = 1;
-	if (req->file_name != NULL &&
-	    form_url_decode(req->file_name, strlen(req->file_name), 0, ups[0].file_name,
-			    sizeof(ups[0].file_name)) < 0)
+	if (req->file_name != NULL && form_url_decode(req->file_name, strlen(req->file_name), 0,
+						      ups[0].file_name, sizeof(ups[0].file_name)) < 0)
 		ups[0].file_name[0] = '\0';
 	snprintf(ups[0].content_type, sizeof(ups[0].content_type), "%s",
 		 req->content_type ? req->content_type : "");
@@ -465,7 +480,8 @@ static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct
 		return 0;
 	if (req->start_s > 0 && c->queue_timeout > 0 && (double)now / 1e3 - req->start_s > c->queue_timeout) {
 		fail(r, 503, "overloaded",
-		     "the server is busy (the request waited %.1f s for a free worker); try again in a moment",
+		     "the server is busy (the request waited %.1f s for a free worker); try again in a "
+		     "moment",
 		     (double)now / 1e3 - req->start_s);
 		return 0;
 	}
@@ -500,8 +516,7 @@ static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct
 		int w = 0, h = 0, hit;
 
 		engine_hash(it);
-		hit = db_cache_lookup(ctx->db, it->sha256, ctx->model, &u->cached_topk, &w, &h,
-				      &err);
+		hit = db_cache_lookup(ctx->db, it->sha256, ctx->model, &u->cached_topk, &w, &h, &err);
 		if (hit == 1) {
 			struct db_record probe = {0};
 			int have;
@@ -605,7 +620,8 @@ static void classify_finish(struct api_ctx *ctx, const struct api_req *req, stru
 		    (c->retention_rows > 0 || c->retention_days > 0)) {
 			int64_t deleted = 0;
 
-			if (db_retention(ctx->db, c->retention_rows, c->retention_days, now, &deleted, &err) != 0)
+			if (db_retention(ctx->db, c->retention_rows, c->retention_days, now, &deleted,
+					 &err) != 0)
 				log_warn("retention pass failed: %s", err.msg);
 			else if (deleted > 0)
 				log_info("retention: removed %" PRId64 " old rows", deleted);
@@ -673,12 +689,13 @@ static void history(struct api_ctx *ctx, const struct api_req *req, struct api_r
 			fail(r, 400, "bad_parameter", "label is malformed or too long");
 			return;
 		}
-		rc = db_history_json(ctx->db, (int)limit, before, has_label && label[0] ? label : NULL, &r->text,
-				     &err);
+		rc = db_history_json(ctx->db, (int)limit, before, has_label && label[0] ? label : NULL,
+				     &r->text, &err);
 	} else {
 		errno = 0;
 		id = strtoll(rest + 1, &end, 10);
-		if (end == rest + 1 || errno != 0 || id <= 0 || (*end != '\0' && strcmp(end, "/thumb") != 0)) {
+		if (end == rest + 1 || errno != 0 || id <= 0 ||
+		    (*end != '\0' && strcmp(end, "/thumb") != 0)) {
 			fail(r, 404, "not_found", "no such history entry");
 			return;
 		}
@@ -731,7 +748,8 @@ static void ready(struct api_ctx *ctx, const struct api_req *req, struct api_res
 		serving += st == SB_IDLE || st == SB_BUSY;
 	}
 	if (!sb_get(sb->ready)) {
-		fail(r, 503, "not_ready", "a worker is crashing repeatedly and was stopped; see the seerd log");
+		fail(r, 503, "not_ready",
+		     "a worker is crashing repeatedly and was stopped; see the seerd log");
 		return;
 	}
 	json_printf(&r->text, "{\"ready\": true, \"workers\": %d, \"model\": ", serving);
@@ -768,13 +786,15 @@ static void metrics(struct api_ctx *ctx, const struct api_req *req, struct api_r
 	json_raw(b, "# HELP seer_requests_total Requests answered by seerd workers, by HTTP status.\n"
 		    "# TYPE seer_requests_total counter\n");
 	for (int j = 0; j < SB_NSTATUS; j++)
-		json_printf(b, "seer_requests_total{status=\"%d\"} %" PRIu64 "\n", sb_status_code(j), status[j]);
+		json_printf(b, "seer_requests_total{status=\"%d\"} %" PRIu64 "\n", sb_status_code(j),
+			    status[j]);
 	json_raw(b, "# HELP seer_request_duration_seconds Time in the worker of classify requests.\n"
 		    "# TYPE seer_request_duration_seconds histogram\n");
 	for (int j = 0; j < SB_BUCKETS; j++) {
 		cum += hist[j];
 		if (j == SB_BUCKETS - 1)
-			json_printf(b, "seer_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+			json_printf(b, "seer_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+				    cum);
 		else
 			json_printf(b, "seer_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
 				    sb_bucket_le[j], cum);

@@ -76,8 +76,8 @@ void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
  * passes over them) and finishes with api_finish(), which frees the job.
  */
 struct api_job;
-int api_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp, struct engine_item *items,
-	      struct api_job **job);
+int api_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp,
+	      struct engine_item *items, struct api_job **job);
 int api_job_items(const struct api_job *job, struct engine_item **items);
 void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp, struct api_job *job);
 

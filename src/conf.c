@@ -120,10 +120,17 @@ static int parse_number(const char *v, enum conf_type type, double *out)
 		return -1;
 	if (type == T_SIZE && *end != '\0' && end[1] == '\0') {
 		switch (toupper((unsigned char)*end)) {
-		case 'K': x *= 1024; break;
-		case 'M': x *= 1024.0 * 1024; break;
-		case 'G': x *= 1024.0 * 1024 * 1024; break;
-		default: return -1;
+		case 'K':
+			x *= 1024;
+			break;
+		case 'M':
+			x *= 1024.0 * 1024;
+			break;
+		case 'G':
+			x *= 1024.0 * 1024 * 1024;
+			break;
+		default:
+			return -1;
 		}
 		end++;
 	}
@@ -173,8 +180,8 @@ static int set_key(struct seerd_conf *c, const struct conf_key *k, const char *v
 		/* the socket must never be reachable by everyone */
 		if (m & ~0770ul)
 			return seer_err_set(err, SEER_EINVAL,
-					    "%s: %s gives access to other users; use 0660 or stricter", k->name,
-					    v);
+					    "%s: %s gives access to other users; use 0660 or stricter",
+					    k->name, v);
 		*(unsigned *)field = (unsigned)m;
 		return 0;
 	}
@@ -183,7 +190,7 @@ static int set_key(struct seerd_conf *c, const struct conf_key *k, const char *v
 	}
 	if (parse_number(v, k->type, &x) != 0)
 		return seer_err_set(err, SEER_EINVAL, "%s: \"%s\" is not a %s", k->name, v,
-				    k->type == T_SIZE ? "size (e.g. 20M)"
+				    k->type == T_SIZE	   ? "size (e.g. 20M)"
 				    : k->type == T_SECONDS ? "number of seconds"
 							   : "whole number");
 	if (x < k->min || x > k->max)
@@ -202,9 +209,14 @@ static int set_key(struct seerd_conf *c, const struct conf_key *k, const char *v
 		else
 			*(int64_t *)field = (int64_t)x;
 		break;
-	case T_SIZE: *(size_t *)field = (size_t)x; break;
-	case T_SECONDS: *(double *)field = x; break;
-	default: break;
+	case T_SIZE:
+		*(size_t *)field = (size_t)x;
+		break;
+	case T_SECONDS:
+		*(double *)field = x;
+		break;
+	default:
+		break;
 	}
 	return 0;
 }

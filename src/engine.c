@@ -15,10 +15,10 @@ struct engine {
 	struct resnet *model;
 	struct resnet_ctx *ctx;
 	struct engine_opts opts;
-	uint8_t *crops;	  /* [max_batch][224][224][3] */
-	float *input;	  /* [max_batch][3][224][224] */
-	float *logits;	  /* [max_batch][1000] */
-	int *slot_of;	  /* [max_batch] item index of each batch row */
+	uint8_t *crops; /* [max_batch][224][224][3] */
+	float *input;	/* [max_batch][3][224][224] */
+	float *logits;	/* [max_batch][1000] */
+	int *slot_of;	/* [max_batch] item index of each batch row */
 };
 
 static double now_ms(void)

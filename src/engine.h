@@ -19,26 +19,26 @@ struct engine;
 
 struct engine_opts {
 	const char *model_path;
-	int max_batch;			/* most images in one engine_run() */
-	int topk_max;			/* most classes asked of one image */
-	struct img_decode_opts decode;	/* limits, EXIF, fast path */
-	int thumbnails;			/* make a JPEG thumbnail of each crop */
+	int max_batch;		       /* most images in one engine_run() */
+	int topk_max;		       /* most classes asked of one image */
+	struct img_decode_opts decode; /* limits, EXIF, fast path */
+	int thumbnails;		       /* make a JPEG thumbnail of each crop */
 };
 
 /* One image of a batch. The caller fills data/len (and skip); engine_run() the rest. */
 struct engine_item {
 	const uint8_t *data;
 	size_t len;
-	int skip;		/* set by the caller: do not run (e.g. answered from the cache) */
-	char sha256[65];	/* filled by engine_hash() */
-	int rc;			/* 0, or the decoder's failure (SEER_ETRUNC, SEER_EUNSUPPORTED, ...) */
+	int skip;	 /* set by the caller: do not run (e.g. answered from the cache) */
+	char sha256[65]; /* filled by engine_hash() */
+	int rc;		 /* 0, or the decoder's failure (SEER_ETRUNC, SEER_EUNSUPPORTED, ...) */
 	struct seer_err err;
 	struct img_size size;
 	double t_decode, t_preprocess, t_inference; /* ms; inference is the batch's */
 	int ntop;
 	int top[ENGINE_TOPK_MAX];
 	float prob[ENGINE_TOPK_MAX];
-	uint8_t *thumb;		/* JPEG, owned until engine_item_clear() */
+	uint8_t *thumb; /* JPEG, owned until engine_item_clear() */
 	size_t thumb_len;
 };
 

@@ -22,21 +22,21 @@
 #include "scoreboard.h"
 #include "worker.h"
 
-#define CRASH_RING 64		/* crash times remembered per slot */
-#define TICK_MS 100		/* how often the supervisor looks at its workers */
-#define RELOAD_TIMEOUT 120.0	/* seconds new workers get to come up at a reload */
+#define CRASH_RING 64	     /* crash times remembered per slot */
+#define TICK_MS 100	     /* how often the supervisor looks at its workers */
+#define RELOAD_TIMEOUT 120.0 /* seconds new workers get to come up at a reload */
 
 /* The supervisor's view of one slot of the scoreboard. */
 struct slot_ctl {
 	pid_t pid;
-	int gen;	     /* the configuration generation it runs */
-	int wanted;	     /* keep a worker here */
-	int stopping;	     /* told to finish (SIGTERM sent) */
-	int timed_out;	     /* killed for a request over request_timeout */
-	int disabled;	     /* crash loop: no more respawns */
-	int consecutive;     /* crashes in a row, for the back-off */
-	double started;	     /* when the current process was forked */
-	double next_start;   /* earliest (re)spawn */
+	int gen;	   /* the configuration generation it runs */
+	int wanted;	   /* keep a worker here */
+	int stopping;	   /* told to finish (SIGTERM sent) */
+	int timed_out;	   /* killed for a request over request_timeout */
+	int disabled;	   /* crash loop: no more respawns */
+	int consecutive;   /* crashes in a row, for the back-off */
+	double started;	   /* when the current process was forked */
+	double next_start; /* earliest (re)spawn */
 	double stop_deadline;
 	double crashes[CRASH_RING];
 	int ncrash;
@@ -48,9 +48,9 @@ struct pool {
 	int fd;
 	struct scoreboard *sb;
 	int gen;
-	int reload_gen;		/* generation being brought up, 0 when none */
+	int reload_gen; /* generation being brought up, 0 when none */
 	double reload_deadline;
-	int draining;		/* SIGTERM received */
+	int draining; /* SIGTERM received */
 	int drop;
 	uid_t uid;
 	gid_t gid;
@@ -84,9 +84,9 @@ static int check_model(const struct seerd_conf *c, char *id, size_t cap, struct 
 	int rc = resnet_open(c->model, &m, err);
 
 	if (rc == SEER_ENOENT)
-		return seer_err_set(err, rc,
-				    "no model file at %s; get one with weights/fetch-resnet18.sh or set model",
-				    c->model);
+		return seer_err_set(
+			err, rc, "no model file at %s; get one with weights/fetch-resnet18.sh or set model",
+			c->model);
 	if (rc != 0)
 		return rc;
 	snprintf(id, cap, "%s", resnet_model_id(m));
@@ -120,7 +120,8 @@ static int bind_socket(struct pool *p, struct seer_err *err)
 		if (fd >= 0)
 			close(fd);
 		if (rc == 0)
-			return seer_err_set(err, SEER_EINVAL, "%s is in use by another running seerd", c->socket);
+			return seer_err_set(err, SEER_EINVAL, "%s is in use by another running seerd",
+					    c->socket);
 		unlink(c->socket);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM, 0); /* inherited by the workers */
@@ -368,15 +369,16 @@ static void tick(struct pool *p)
 
 			if (since > 0 && !s->timed_out &&
 			    (double)(now_ms - since) > p->conf.request_timeout * 1e3) {
-				log_warn("worker %d (pid %d): request running for %.1f s, over request_timeout; "
+				log_warn("worker %d (pid %d): request running for %.1f s, over "
+					 "request_timeout; "
 					 "killing it",
 					 i, (int)s->pid, (double)(now_ms - since) / 1e3);
 				s->timed_out = 1;
 				sb_add(p->sb->timeouts, 1);
 				kill(s->pid, SIGKILL);
 			} else if (s->stopping && now > s->stop_deadline) {
-				log_warn("worker %d (pid %d) did not finish within drain_timeout; killing it", i,
-					 (int)s->pid);
+				log_warn("worker %d (pid %d) did not finish within drain_timeout; killing it",
+					 i, (int)s->pid);
 				kill(s->pid, SIGKILL);
 				s->stop_deadline = now + 3600;
 			}
@@ -397,14 +399,15 @@ static void tick(struct pool *p)
 			dead += p->s[i].disabled;
 		}
 		if (want > 0 && up == want) {
-			/* the old generation goes, crash-looped slots included: the way out of a crash loop */
+			/* the old generation goes, crash-looped slots included: the way out of a crash loop
+			 */
 			for (int i = 0; i < SB_SLOTS; i++)
 				if (p->s[i].gen != p->reload_gen && (p->s[i].wanted || p->s[i].pid > 0)) {
 					stop_slot(p, i);
 					p->s[i].disabled = 0;
 				}
-			log_info("reload: generation %d serving with %d workers; old workers finishing", p->reload_gen,
-				 up);
+			log_info("reload: generation %d serving with %d workers; old workers finishing",
+				 p->reload_gen, up);
 			p->reload_gen = 0;
 			recompute_ready(p);
 		} else if (dead > 0 || now > p->reload_deadline) {

@@ -4,8 +4,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-const double sb_bucket_le[SB_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-					 0.5,	1,    2.5,   5,	   10,	1e300};
+const double sb_bucket_le[SB_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 1e300};
 
 static const int status_codes[SB_NSTATUS] = {200, 400, 403, 404, 405, 413, 415, 422, 429, 500, 503};
 

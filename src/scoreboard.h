@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SB_SLOTS 128 /* twice the most workers: old and new generations during a reload */
+#define SB_SLOTS 128  /* twice the most workers: old and new generations during a reload */
 #define SB_BUCKETS 12 /* latency histogram, the last one is +Inf */
 
 enum sb_state {
@@ -30,8 +30,18 @@ enum sb_state {
 
 /* The HTTP statuses seerd answers with, as counter indices. */
 enum sb_status {
-	SB_S200, SB_S400, SB_S403, SB_S404, SB_S405, SB_S413, SB_S415, SB_S422, SB_S429, SB_S500,
-	SB_S503, SB_NSTATUS
+	SB_S200,
+	SB_S400,
+	SB_S403,
+	SB_S404,
+	SB_S405,
+	SB_S413,
+	SB_S415,
+	SB_S422,
+	SB_S429,
+	SB_S500,
+	SB_S503,
+	SB_NSTATUS
 };
 
 struct sb_slot {
@@ -48,11 +58,11 @@ struct sb_slot {
 };
 
 struct scoreboard {
-	int ready;	     /* 0 while a crash loop has stopped a slot */
-	int shutdown;	     /* 1 once the pool is shutting down: workers empty the queue, then exit */
-	int nslots;	     /* slots in use: 0..nslots-1 */
-	uint64_t restarts;   /* workers replaced after a crash or a kill */
-	uint64_t timeouts;   /* requests killed for running too long */
+	int ready;	   /* 0 while a crash loop has stopped a slot */
+	int shutdown;	   /* 1 once the pool is shutting down: workers empty the queue, then exit */
+	int nslots;	   /* slots in use: 0..nslots-1 */
+	uint64_t restarts; /* workers replaced after a crash or a kill */
+	uint64_t timeouts; /* requests killed for running too long */
 	char model_id[64];
 	struct sb_slot slot[SB_SLOTS];
 };

@@ -94,4 +94,3 @@ int main(int argc, char **argv)
 	free(rest);
 	return code;
 }
-

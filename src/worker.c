@@ -75,7 +75,8 @@ static int drop_privileges(const struct worker_args *a, struct seer_err *err)
 	if (!a->drop_privileges)
 		return 0;
 	if (setgroups(1, &a->gid) != 0 || setgid(a->gid) != 0 || setuid(a->uid) != 0)
-		return seer_err_set(err, SEER_EIO, "cannot switch to uid %d: %s", (int)a->uid, strerror(errno));
+		return seer_err_set(err, SEER_EIO, "cannot switch to uid %d: %s", (int)a->uid,
+				    strerror(errno));
 	if (setuid(0) == 0) /* must be impossible now */
 		return seer_err_set(err, SEER_EIO, "privileges were not dropped");
 	return 0;
@@ -114,10 +115,12 @@ static void send_response(FCGX_Request *req, const struct api_req *ar, const str
 
 	/* formatted here: libfcgi's own FCGX_FPrintF knows no %zu */
 	n = snprintf(head, sizeof(head),
-		     "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: %s\r\n%s%s%s%s\r\n",
+		     "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: "
+		     "%s\r\n%s%s%s%s\r\n",
 		     r->status, api_reason(r->status), r->content_type, len,
 		     r->cache_control ? r->cache_control : "no-store", r->allow ? "Allow: " : "",
-		     r->allow ? r->allow : "", r->allow ? "\r\n" : "", r->status == 503 ? "Retry-After: 2\r\n" : "");
+		     r->allow ? r->allow : "", r->allow ? "\r\n" : "",
+		     r->status == 503 ? "Retry-After: 2\r\n" : "");
 	FCGX_PutStr(head, n < (int)sizeof(head) ? n : (int)sizeof(head) - 1, req->out);
 	if (len > 0 && strcmp(ar->method, "HEAD") != 0)
 		FCGX_PutStr(body, (int)len, req->out);
@@ -158,8 +161,8 @@ static void read_request(const struct seerd_conf *c, struct pending *p)
 		const char *ru = FCGX_GetParam("REQUEST_URI", req->envp);
 		size_t n = ru ? strcspn(ru, "?") : 0;
 
-		snprintf(p->path, sizeof(p->path), "%.*s", (int)(n < sizeof(p->path) ? n : sizeof(p->path) - 1),
-			 ru ? ru : "");
+		snprintf(p->path, sizeof(p->path), "%.*s",
+			 (int)(n < sizeof(p->path) ? n : sizeof(p->path) - 1), ru ? ru : "");
 		uri = p->path;
 	}
 	ar->path = uri;
@@ -183,8 +186,9 @@ static void read_request(const struct seerd_conf *c, struct pending *p)
 		p->body = malloc((size_t)len);
 		if (p->body == NULL) {
 			p->resp.status = 503;
-			json_raw(&p->resp.text, "{\"error\": {\"code\": \"overloaded\", \"message\": \"the server "
-						"is out of memory; try again shortly\"}}");
+			json_raw(&p->resp.text,
+				 "{\"error\": {\"code\": \"overloaded\", \"message\": \"the server "
+				 "is out of memory; try again shortly\"}}");
 			p->answered = 1;
 		} else if (read_body(req, p->body, len) != 0) {
 			p->resp.status = 400;
@@ -346,8 +350,8 @@ int worker_main(const struct worker_args *a)
 			return 3;
 		}
 	}
-	snprintf(model_key, sizeof(model_key), "%s%s%s", engine_model_id(ctx.engine), c->fast_decode ? "+fast" : "",
-		 c->exif_rotate ? "" : "+noexif");
+	snprintf(model_key, sizeof(model_key), "%s%s%s", engine_model_id(ctx.engine),
+		 c->fast_decode ? "+fast" : "", c->exif_rotate ? "" : "+noexif");
 	ctx.model = model_key;
 	ctx.items = calloc((size_t)c->max_images * (size_t)c->batch_requests, sizeof(*ctx.items));
 	pend = calloc((size_t)c->batch_requests, sizeof(*pend));
@@ -360,7 +364,9 @@ int worker_main(const struct worker_args *a)
 	if (c->max_requests > 0) {
 		srand((unsigned)getpid() ^ (unsigned)time(NULL));
 		limit = (uint64_t)c->max_requests +
-			(c->max_requests_jitter > 0 ? (uint64_t)rand() % (uint64_t)(c->max_requests_jitter + 1) : 0);
+			(c->max_requests_jitter > 0
+				 ? (uint64_t)rand() % (uint64_t)(c->max_requests_jitter + 1)
+				 : 0);
 	}
 	log_debug("worker %d ready (model %s)", a->slot, engine_model_id(ctx.engine));
 	sb_put(slot->state, SB_IDLE);
@@ -406,9 +412,9 @@ int worker_main(const struct worker_args *a)
 		/* a recycling worker takes no more than it has left to serve */
 		/* the watchdog covers reading the requests too: a stalled one is killed */
 		sb_put(slot->busy_since, sb_now_ms());
-		n = gather(c, pend, limit > 0 && limit - served < (uint64_t)c->batch_requests
-					    ? (int)(limit - served)
-					    : c->batch_requests);
+		n = gather(c, pend,
+			   limit > 0 && limit - served < (uint64_t)c->batch_requests ? (int)(limit - served)
+										     : c->batch_requests);
 		if (n == 0) {
 			sb_put(slot->busy_since, 0);
 			continue;

@@ -16,7 +16,7 @@ struct worker_args {
 	int listen_fd;
 	struct scoreboard *sb;
 	int slot;
-	pid_t supervisor; /* its parent, to notice when that is gone */
+	pid_t supervisor;    /* its parent, to notice when that is gone */
 	int drop_privileges; /* switch to uid/gid after opening the model */
 	uid_t uid;
 	gid_t gid;

@@ -43,34 +43,31 @@ int main(void)
 	tap_ok(memcmp(&c, &d, sizeof(c)) == 0, "... and documents exactly the built-in defaults");
 
 	conf_defaults(&c);
-	rc = conf_load(&c, write_tmp("# comment\n\n  workers = 3  # trailing\nmax_body = 2M\nrequest_timeout=0.5\n"
-				     "fast_decode = yes\nsocket_mode = 0600\nlog_level = debug\n"),
-		       &err);
-	tap_ok(rc == 0 && c.workers == 3 && c.max_body == 2u << 20 && c.request_timeout == 0.5 && c.fast_decode == 1 &&
-		       c.socket_mode == 0600 && c.log_level == LOG_DEBUG,
+	rc = conf_load(
+		&c,
+		write_tmp("# comment\n\n  workers = 3  # trailing\nmax_body = 2M\nrequest_timeout=0.5\n"
+			  "fast_decode = yes\nsocket_mode = 0600\nlog_level = debug\n"),
+		&err);
+	tap_ok(rc == 0 && c.workers == 3 && c.max_body == 2u << 20 && c.request_timeout == 0.5 &&
+		       c.fast_decode == 1 && c.socket_mode == 0600 && c.log_level == LOG_DEBUG,
 	       "comments, spacing, sizes, fractions, booleans, octal modes, levels");
 
 	static const struct {
 		const char *text, *want;
 	} bad[] = {
-		{"workers = many\n", ":1: workers"},
-		{"\nworkers = -1\n", ":2: workers"},
-		{"max_body = 12Q\n", ":1: max_body"},
-		{"socket_mode = 0666\n", "other users"},
-		{"socket_mode = 0662\n", "other users"},
-		{"nonsense = 1\n", "unknown setting \"nonsense\""},
-		{"workers\n", "expected \"key = value\""},
-		{"fast_decode = perhaps\n", "yes or no"},
-		{"user = ../root\n", "not a user name"},
-		{"topk_max = 0\n", "topk_max"},
+		{"workers = many\n", ":1: workers"},	   {"\nworkers = -1\n", ":2: workers"},
+		{"max_body = 12Q\n", ":1: max_body"},	   {"socket_mode = 0666\n", "other users"},
+		{"socket_mode = 0662\n", "other users"},   {"nonsense = 1\n", "unknown setting \"nonsense\""},
+		{"workers\n", "expected \"key = value\""}, {"fast_decode = perhaps\n", "yes or no"},
+		{"user = ../root\n", "not a user name"},   {"topk_max = 0\n", "topk_max"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conf_defaults(&c);
 		err.msg[0] = '\0';
 		rc = conf_load(&c, write_tmp(bad[i].text), &err);
 		tap_ok(rc != 0 && strstr(err.msg, bad[i].want) != NULL, "refused: %.*s -> %s",
-		       (int)strcspn(bad[i].text + (bad[i].text[0] == '\n'), "\n"), bad[i].text + (bad[i].text[0] == '\n'),
-		       err.msg);
+		       (int)strcspn(bad[i].text + (bad[i].text[0] == '\n'), "\n"),
+		       bad[i].text + (bad[i].text[0] == '\n'), err.msg);
 	}
 
 	char *argv[] = {"--workers", "5", "--max-body=1M", "--socket", "/run/x.sock", "--log_level", "warn"};
@@ -90,7 +87,8 @@ int main(void)
 	strcpy(c.model, "/m.seer");
 	strcpy(c.db, "/h.db");
 	strcpy(c.socket, "relative.sock");
-	tap_ok(conf_validate(&c, &err) != 0 && strstr(err.msg, "absolute"), "a relative socket path is refused");
+	tap_ok(conf_validate(&c, &err) != 0 && strstr(err.msg, "absolute"),
+	       "a relative socket path is refused");
 	strcpy(c.socket, "/run/seer.sock");
 	tap_ok(conf_validate(&c, &err) == 0, "a complete configuration validates");
 	c.topk_default = 30;
