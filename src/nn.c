@@ -1,5 +1,5 @@
 /*
- * nn.c - convolution (im2col / 1x1 / Winograd, all on OpenBLAS sgemm),
+ * nn.c - convolution (im2col / 1x1 / Winograd, all on gemm_f32),
  * pooling, linear and softmax layers on CNHW activations.
  */
 #include "nn.h"
@@ -16,6 +16,7 @@
 #include <omp.h>
 #endif
 
+#include "gemm.h"
 #include "winograd.h"
 
 struct nn_shape nn_conv_out_shape(const struct nn_conv *cv, struct nn_shape in)
@@ -260,9 +261,8 @@ static void gemm_rows(const struct nn_conv *cv, int k0, int k1, int depth, const
 {
 	if (k1 <= k0)
 		return;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k1 - k0, (int)cols, depth,
-		    1.0f, cv->weight + (size_t)k0 * depth, depth, b, (int)ldb, 0.0f,
-		    out + (size_t)k0 * ld, (int)ld);
+	gemm_f32(k1 - k0, (int)cols, depth, cv->weight + (size_t)k0 * depth, (size_t)depth, b, ldb,
+		 out + (size_t)k0 * ld, ld);
 	epilogue(out + (size_t)k0 * ld, cv->bias + k0, residual ? residual + (size_t)k0 * ld : NULL, relu,
 		 k1 - k0, cols, ld);
 }

@@ -43,7 +43,7 @@ size_t nn_conv_scratch_floats(const struct nn_conv *cv, struct nn_shape in, int 
 /*
  * out = relu?(conv(in) + bias + residual?); residual (output-shaped) may be
  * NULL. in and out must not overlap; residual may not alias out. The work
- * is split over `threads` OpenMP threads, each calling sgemm on its own
+ * is split over `threads` OpenMP threads, each calling gemm_f32 on its own
  * share, so OpenBLAS itself should run single-threaded (blas_set_threads(1)).
  */
 void nn_conv_forward(const struct nn_conv *cv, const float *in, struct nn_shape in_shape,

@@ -16,6 +16,7 @@
 
 #include "blas.h"
 #include "convert.h"
+#include "gemm.h"
 #include "img.h"
 #include "json.h"
 #include "labels.h"
@@ -35,7 +36,7 @@ static const char usage_text[] =
 	"      convert a torchvision ResNet-18 state_dict (torch.save file) to seer's format\n"
 	"  classify [--model PATH] [--topk K] [--json] [--threads T] [--fast] [--no-exif-rotate] IMAGE...\n"
 	"      print the top K ImageNet classes of each JPEG or PNG image\n"
-	"  bench [--model PATH] [--threads T] [--batch B] [--iters N] [--json]\n"
+	"  bench [--model PATH] [--threads T] [--batch B] [--iters N] [--gemm auto|avx512|openblas] [--json]\n"
 	"      time the network alone: median and p90 latency, images per second\n"
 	"  preprocess [--exact|--fast] [--no-exif-rotate] IMAGE OUT\n"
 	"      write the 3x224x224 float32 tensor (little-endian, CHW, normalised) the network sees\n"
@@ -388,11 +389,13 @@ static int cmd_bench(int argc, char **argv)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "iters", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "gemm", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_path = NULL;
 	int threads = 1, batch = 1, iters = 20, as_json = 0, status = 0, c;
+	enum gemm_impl impl = GEMM_AUTO;
 	struct resnet_ctx *ctx = NULL;
 	struct resnet *m = NULL;
 	float *in = NULL, *logits = NULL;
@@ -419,6 +422,16 @@ static int cmd_bench(int argc, char **argv)
 		case 'j':
 			as_json = 1;
 			break;
+		case 'g':
+			if (strcmp(optarg, "openblas") == 0)
+				impl = GEMM_BLAS;
+			else if (strcmp(optarg, "avx512") == 0)
+				impl = GEMM_AVX512;
+			else if (strcmp(optarg, "auto") != 0) {
+				log_error("--gemm: '%s' is not one of auto, avx512, openblas", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -428,6 +441,10 @@ static int cmd_bench(int argc, char **argv)
 	}
 	if (optind != argc) {
 		log_error("bench takes no positional arguments");
+		return 2;
+	}
+	if (gemm_use(impl) < 0) {
+		log_error("--gemm avx512: this CPU has no AVX-512");
 		return 2;
 	}
 	m = open_model(model_path);
@@ -459,13 +476,14 @@ static int cmd_bench(int argc, char **argv)
 	p90 = times[(int)((iters - 1) * 0.9 + 0.5)];
 	if (as_json)
 		printf("{\"batch\": %d, \"threads\": %d, \"iters\": %d, \"median_ms\": %.3f, \"p90_ms\": %.3f, "
-		       "\"images_per_s\": %.2f, \"blas_core\": \"%s\"}\n",
-		       batch, threads, iters, median, p90, batch * 1000.0 / median, blas_core_name());
+		       "\"images_per_s\": %.2f, \"blas_core\": \"%s\", \"gemm\": \"%s\"}\n",
+		       batch, threads, iters, median, p90, batch * 1000.0 / median, blas_core_name(),
+		       gemm_impl_name());
 	else
-		printf("batch %d, %d thread%s, %d iterations, OpenBLAS %s\n"
+		printf("batch %d, %d thread%s, %d iterations, OpenBLAS %s, convolutions on %s\n"
 		       "median %.3f ms  p90 %.3f ms  %.2f images/s\n",
-		       batch, threads, threads == 1 ? "" : "s", iters, blas_core_name(), median, p90,
-		       batch * 1000.0 / median);
+		       batch, threads, threads == 1 ? "" : "s", iters, blas_core_name(), gemm_impl_name(), median,
+		       p90, batch * 1000.0 / median);
 out:
 	free(times);
 	free(in);

@@ -1,13 +1,15 @@
 /*
  * winograd.c - 3x3 stride-1 pad-1 convolution as Winograd F(4x4, 3x3): 6x6
  * input tiles and 3x3 filters go to 36 transform points, are multiplied there
- * by 36 cblas_sgemm calls, and 4x4 output tiles come back with the epilogue.
+ * by 36 matrix products (gemm.h), and 4x4 output tiles come back with the
+ * epilogue.
  * F(2x2, 3x3) (4x4 tiles, 16 points) follows the same plan at the end.
  */
 #include "winograd.h"
 
+#include "gemm.h"
+
 #include <assert.h>
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -819,31 +821,6 @@ static void wino2_output_block(const struct wino_plan *p, const float *mm, const
 	}
 }
 
-/*
- * Output channels per cblas_sgemm call of wino2_conv3x3. OpenBLAS (0.3.21,
- * SkylakeX kernels) runs products of at most 1e6 multiply-adds (tiles * k *
- * c) through "small matrix" kernels that read U in place rather than
- * packing it first, which overlaps streaming the cold weights with the
- * arithmetic: cutting the GEMMs of small images into such pieces made
- * 512@7x7 and 128@28x28 at batch 1 some 15% faster and 256@14x14 5%. Pieces
- * narrower than WINO2_MIN_PIECE rows are not worth it, and where OpenBLAS
- * has no such kernels (its Haswell ones, measured) the pieces cost nothing.
- */
-#define WINO2_SMALL_GEMM 1000000
-#define WINO2_MIN_PIECE 32
-
-static int wino2_gemm_rows(int k, int c, int tiles)
-{
-	size_t rows = (WINO2_SMALL_GEMM / ((size_t)c * tiles)) & ~(size_t)3;
-	size_t pieces;
-
-	if (rows >= (size_t)k || rows < WINO2_MIN_PIECE)
-		return k;
-	/* equal pieces, multiples of 4 rows (the kernels' width) */
-	pieces = ((size_t)k + rows - 1) / rows;
-	return (int)((((size_t)k + pieces - 1) / pieces + 3) & ~(size_t)3);
-}
-
 /* ------------------------------------------------------------------------
  * The driver both transforms share.
  * ------------------------------------------------------------------------ */
@@ -857,13 +834,12 @@ struct wino_variant {
 	void (*output_block)(const struct wino_plan *p, const float *mm, const float *bias, int k, int n,
 			     int h, int w, int r0, int r1, const float *residual, int relu, float *out,
 			     float *work);
-	int split_gemms; /* cut the GEMMs into small-matrix pieces (wino2_gemm_rows) */
 };
 
 static const struct wino_variant wino_f4 = { 36, 4, wino_work_floats, wino_input_block,
-					     wino_output_block, 0 };
+					     wino_output_block };
 static const struct wino_variant wino_f2 = { 16, 2, wino2_work_floats, wino2_input_block,
-					     wino2_output_block, 1 };
+					     wino2_output_block };
 
 static size_t wino_run_scratch(const struct wino_variant *vr, int k, int c, int n, int h, int w,
 			       int threads)
@@ -937,7 +913,6 @@ static void wino_run(const struct wino_variant *vr, const float *u, const float 
 		for (int r0 = 0; r0 < p.rows; r0 += p.block_rows) {
 			int r1 = r0 + p.block_rows < p.rows ? r0 + p.block_rows : p.rows;
 			int tiles = (r1 - r0) * p.tw;
-			int piece = vr->split_gemms ? wino2_gemm_rows(k, c, tiles) : k;
 
 			if (c1 > c0)
 				vr->input_block(&p, in + c0 * plane, c1 - c0, n, h, w, r0, r1,
@@ -945,12 +920,9 @@ static void wino_run(const struct wino_variant *vr, const float *u, const float 
 #pragma omp barrier
 #pragma omp for schedule(static)
 			for (int xi = 0; xi < np; xi++)
-				for (int q = 0; q < k; q += piece)
-					/* rows [q, q + piece) of [k][tiles] = [k][c] x [c][tiles] */
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-						    k - q < piece ? k - q : piece, tiles, c, 1.0f,
-						    u + xi * kc + (size_t)q * c, c, v + xi * p.xs, (int)p.ldt,
-						    0.0f, m + xi * p.xs + (size_t)q * p.ldt, (int)p.ldt);
+				/* [k][tiles] = [k][c] x [c][tiles] */
+				gemm_f32(k, tiles, c, u + xi * kc, (size_t)c, v + xi * p.xs, p.ldt, m + xi * p.xs,
+					 p.ldt);
 			if (k1 > k0)
 				vr->output_block(&p, m + (size_t)k0 * p.ldt, bias ? bias + k0 : NULL, k1 - k0,
 						 n, h, w, r0, r1, residual ? residual + k0 * plane : NULL, relu,

@@ -5,8 +5,8 @@
  * Activations are CNHW: element (c, n, y, x) sits at ((c*N + n)*H + y)*W + x,
  * so a whole batch goes through one set of 36 GEMMs. Filters are transformed
  * once at load time (wino_weight_transform) and kept by the caller; each call
- * of wino_conv3x3 then transforms 6x6 input tiles, runs 36 cblas_sgemm calls
- * and transforms 4x4 output tiles back, with bias, residual and ReLU applied
+ * of wino_conv3x3 then transforms 6x6 input tiles, runs 36 matrix products
+ * (gemm_f32) and transforms 4x4 output tiles back, with bias, residual and ReLU applied
  * in that last step. Nothing here allocates, logs or keeps state: every
  * buffer is the caller's. Sizes are programmer-chosen (they come from the
  * model definition), so bad sizes are broken invariants and assert.
@@ -70,7 +70,7 @@ size_t wino_scratch_floats(int k, int c, int n, int h, int w, int threads);
  * scratch: wino_scratch_floats(k, c, n, h, w, threads) floats, contents
  * ignored and clobbered.
  * threads: OpenMP threads to split the work over (input channels, transform
- * points, output channels); each calls cblas_sgemm on its own share, so
+ * points, output channels); each runs gemm_f32 on its own share, so
  * OpenBLAS should be set to one thread.
  * All buffers belong to the caller; the function cannot fail.
  */
