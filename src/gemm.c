@@ -83,6 +83,7 @@ static void gemm_blas(int m, int n, int k, const float *a, size_t lda, const flo
 #define GEMM_INLINE static inline __attribute__((always_inline)) GEMM_TARGET
 #define GEMM_COLS 64	       /* columns per column block: NV <= 4 vectors */
 #define GEMM_BLOCK_FLOATS 8192 /* floats of B per depth block (32 KB) */
+#define GEMM_DOTS 4	       /* at most this many columns past whole vectors go as dot products */
 
 /*
  * c[mr][nv*16, masked by last] (+)= a[mr][kc] * b[kc][nv*16] (b packed and
@@ -128,56 +129,128 @@ GEMM_INLINE void gemm_tile(const int mr, const int nv, int kc, const float *a, s
 			_mm512_mask_storeu_ps(c + i * ldc + 16 * j, j == nv - 1 ? last : 0xffff, acc[i][j]);
 }
 
+/*
+ * c[i][q] (+)= dot(a[i][0:kc], column q of B) for the mr rows of a panel and
+ * the `dots` columns past its vectors; bc holds those columns of B
+ * contiguously ([dots][ldq], zero-padded to whole vectors). The panel's
+ * rows of A are still in L1 from its tile, so this costs about 1/16 of a
+ * vector column each, where a masked vector would cost a whole one.
+ */
+GEMM_INLINE void gemm_dots(const int mr, int dots, int kc, const float *a, size_t lda, const float *bc,
+			   size_t ldq, float *c, size_t ldc, int first)
+{
+	const int whole = kc & ~15;
+	const __mmask16 tail = (__mmask16)(0xffffu >> (16 - (kc - whole)));
+
+	for (int q = 0; q < dots; q++) {
+		const float *col = bc + q * ldq;
+		__m512 acc[16];
+		int p;
+
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++)
+			acc[i] = _mm512_setzero_ps();
+		for (p = 0; p < whole; p += 16) {
+			__m512 bv = _mm512_load_ps(col + p);
+
+#pragma GCC unroll 16
+			for (int i = 0; i < mr; i++)
+				acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + p), bv, acc[i]);
+		}
+		if (p < kc) {
+			__m512 bv = _mm512_load_ps(col + p);
+
+#pragma GCC unroll 16
+			for (int i = 0; i < mr; i++)
+				acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + i * lda + p), bv,
+							 acc[i]);
+		}
+#pragma GCC unroll 16
+		for (int i = 0; i < mr; i++)
+			c[i * ldc + q] = (first ? 0.0f : c[i * ldc + q]) + _mm512_reduce_add_ps(acc[i]);
+	}
+}
+
+/* How one depth block of one column block is laid out for the panels. */
+struct gemm_block {
+	int kc;		 /* depth */
+	const float *b;	 /* packed B: [kc][nv*16], 64-byte aligned */
+	int dots;	 /* columns past the vectors, done as dot products (0 to GEMM_DOTS) */
+	const float *bc; /* those columns: [dots][ldq] */
+	size_t ldq;
+	int first; /* the first depth block: store rather than add */
+};
+
 /* All rows of one depth block of one column block: panels of mr rows, then single rows. */
-GEMM_INLINE void gemm_panels(const int mr, const int nv, int m, int kc, const float *a, size_t lda,
-			     const float *b, size_t ldb, float *c, size_t ldc, __mmask16 last, int first)
+GEMM_INLINE void gemm_panels(const int mr, const int nv, int m, const struct gemm_block *blk, const float *a,
+			     size_t lda, float *c, size_t ldc, __mmask16 last)
 {
 	int i = 0;
 
-	for (; i + mr <= m; i += mr)
-		gemm_tile(mr, nv, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, last, first,
-			  i + 2 * mr <= m ? a + (i + mr) * lda : NULL);
-	for (; i < m; i++)
-		gemm_tile(1, nv, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, last, first, NULL);
+	for (; i + mr <= m; i += mr) {
+		gemm_tile(mr, nv, blk->kc, a + i * lda, lda, blk->b, (size_t)16 * nv, c + i * ldc, ldc, last,
+			  blk->first, i + 2 * mr <= m ? a + (i + mr) * lda : NULL);
+		if (blk->dots)
+			gemm_dots(mr, blk->dots, blk->kc, a + i * lda, lda, blk->bc, blk->ldq,
+				  c + i * ldc + 16 * nv, ldc, blk->first);
+	}
+	for (; i < m; i++) {
+		gemm_tile(1, nv, blk->kc, a + i * lda, lda, blk->b, (size_t)16 * nv, c + i * ldc, ldc, last,
+			  blk->first, NULL);
+		if (blk->dots)
+			gemm_dots(1, blk->dots, blk->kc, a + i * lda, lda, blk->bc, blk->ldq,
+				  c + i * ldc + 16 * nv, ldc, blk->first);
+	}
 }
 
 GEMM_TARGET static void gemm_avx512(int m, int n, int k, const float *a, size_t lda, const float *b,
 				    size_t ldb, float *c, size_t ldc)
 {
 	float packed[GEMM_BLOCK_FLOATS] __attribute__((aligned(64)));
+	float packed_cols[GEMM_DOTS * GEMM_BLOCK_FLOATS / 16] __attribute__((aligned(64)));
 
 	for (int n0 = 0; n0 < n; n0 += GEMM_COLS) {
 		int cols = n - n0 < GEMM_COLS ? n - n0 : GEMM_COLS;
-		int nv = (cols + 15) / 16;
-		__mmask16 last = (__mmask16)(0xffffu >> (16 * nv - cols));
+		int rest = cols % 16;
+		/* a few columns past whole vectors (49 = 3 * 16 + 1) go as dot products */
+		int dots = rest <= GEMM_DOTS && cols > 16 ? rest : 0;
+		int nv = dots ? cols / 16 : (cols + 15) / 16;
+		__mmask16 last = (__mmask16)(0xffffu >> (16 * nv + dots - cols));
 		int depth = GEMM_BLOCK_FLOATS / (16 * nv);
 
 		for (int k0 = 0; k0 < k; k0 += depth) {
-			int kc = k - k0 < depth ? k - k0 : depth;
-			const float *ab = a + k0;
 			const size_t ldp = (size_t)16 * nv;
+			struct gemm_block blk = {
+				k - k0 < depth ? k - k0 : depth, packed, dots, packed_cols, 0, k0 == 0};
+			const float *ab = a + k0;
 			float *cb = c + n0;
 
-			/* B[k0:k0+kc][n0:n0+cols] -> packed[kc][16*nv], zeros past cols */
-			for (int p = 0; p < kc; p++)
+			/* B[k0:k0+kc][n0:n0+cols] -> packed[kc][16*nv] (zeros past cols), and the dot columns
+			 */
+			for (int p = 0; p < blk.kc; p++)
 				for (int j = 0; j < nv; j++)
 					_mm512_store_ps(packed + p * ldp + 16 * j,
 							_mm512_maskz_loadu_ps(j == nv - 1 ? last : 0xffff,
 									      b + (size_t)(k0 + p) * ldb +
 										      n0 + 16 * j));
+			blk.ldq = ((size_t)blk.kc + 15) & ~(size_t)15;
+			for (int q = 0; q < dots; q++)
+				for (size_t p = 0; p < blk.ldq; p++)
+					packed_cols[q * blk.ldq + p] =
+						p < (size_t)blk.kc ? b[(k0 + p) * ldb + n0 + ldp + q] : 0.0f;
 
 			switch (nv) {
 			case 1:
-				gemm_panels(16, 1, m, kc, ab, lda, packed, ldp, cb, ldc, last, k0 == 0);
+				gemm_panels(16, 1, m, &blk, ab, lda, cb, ldc, last);
 				break;
 			case 2:
-				gemm_panels(8, 2, m, kc, ab, lda, packed, ldp, cb, ldc, last, k0 == 0);
+				gemm_panels(8, 2, m, &blk, ab, lda, cb, ldc, last);
 				break;
 			case 3:
-				gemm_panels(8, 3, m, kc, ab, lda, packed, ldp, cb, ldc, last, k0 == 0);
+				gemm_panels(8, 3, m, &blk, ab, lda, cb, ldc, last);
 				break;
 			default:
-				gemm_panels(4, 4, m, kc, ab, lda, packed, ldp, cb, ldc, last, k0 == 0);
+				gemm_panels(4, 4, m, &blk, ab, lda, cb, ldc, last);
 				break;
 			}
 		}

@@ -2,7 +2,8 @@
  * test_gemm.c - gemm_f32 against a double-precision reference, on both
  * implementations (OpenBLAS everywhere, the AVX-512 kernel where the CPU
  * has it), over shapes that cover every tile width, partial column blocks,
- * row tails, depth blocks and padded leading dimensions.
+ * the few columns past whole vectors done as dot products (n = 17, 18,
+ * 36, 49, 52, 113), row tails, depth blocks and padded leading dimensions.
  */
 #include "../src/gemm.h"
 
