@@ -252,6 +252,11 @@ int main(void)
 	check_maxpool(4, 2, 112, 112, 1);
 	check_maxpool(3, 1, 7, 6, 1);
 	check_maxpool(2, 1, 1, 1, 1);
+	check_maxpool(3, 1, 7, 5, 1);
+	check_maxpool(2, 2, 2, 3, 1);
+	check_maxpool(1, 1, 1, 40, 1);
+	check_maxpool(1, 1, 40, 1, 1);
+	check_maxpool(2, 1, 5, 259, 2); /* more than one strip of output columns, odd width */
 	check_avgpool_linear(64, 3, 7, 100);
 	check_avgpool_linear(512, 1, 7, 1000);
 	check_softmax();
