@@ -264,20 +264,39 @@ static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
  */
 #define GATHER_BYTES (1u << 20)
 
+/* Whether a live worker other than slot self is waiting for requests. */
+static int other_worker_idle(const struct scoreboard *sb, int self)
+{
+	int n = sb_get(sb->nslots);
+
+	for (int i = 0; i < n && i < SB_SLOTS; i++)
+		if (i != self && sb_get(sb->slot[i].state) == SB_IDLE)
+			return 1;
+	return 0;
+}
+
 /*
  * Take the requests already waiting, up to max (the listening socket is
  * non-blocking: an empty queue ends the gathering, and a connection another
  * worker took first is simply not ours). Stops early once the bodies read
  * reach GATHER_BYTES, which also bounds the memory of one round.
+ *
+ * A batch only pays when every worker is busy: while another one waits, a
+ * second request is left for it, since running two images side by side
+ * on two cores answers both sooner than one batch of two on one core.
+ * The slot is marked busy at the first request, so that the others see it.
  */
-static int gather(const struct seerd_conf *c, struct pending *pend, int max)
+static int gather(const struct seerd_conf *c, struct scoreboard *sb, int self, struct pending *pend, int max)
 {
 	size_t bytes = 0;
 	int n = 0;
 
 	while (n < max && bytes < GATHER_BYTES) {
-		int rc = FCGX_Accept_r(&pend[n].req);
+		int rc;
 
+		if (n > 0 && other_worker_idle(sb, self))
+			break;
+		rc = FCGX_Accept_r(&pend[n].req);
 		if (rc < 0) {
 			if (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR) {
 				/* EMFILE, ENOMEM...: poll() would wake again at once */
@@ -286,6 +305,8 @@ static int gather(const struct seerd_conf *c, struct pending *pend, int max)
 			}
 			break;
 		}
+		if (n == 0)
+			sb_put(sb->slot[self].state, SB_BUSY);
 		read_request(c, &pend[n]);
 		bytes += pend[n].ar.body_len;
 		n++;
@@ -412,14 +433,13 @@ int worker_main(const struct worker_args *a)
 		/* a recycling worker takes no more than it has left to serve */
 		/* the watchdog covers reading the requests too: a stalled one is killed */
 		sb_put(slot->busy_since, sb_now_ms());
-		n = gather(c, pend,
+		n = gather(c, a->sb, a->slot, pend,
 			   limit > 0 && limit - served < (uint64_t)c->batch_requests ? (int)(limit - served)
 										     : c->batch_requests);
 		if (n == 0) {
 			sb_put(slot->busy_since, 0);
 			continue;
 		}
-		sb_put(slot->state, SB_BUSY);
 		serve_batch(&ctx, pend, n);
 		served += (uint64_t)n;
 		sb_put(slot->served, served);
