@@ -14,8 +14,8 @@
 
 /* How a convolution is computed; chosen once when the layer is built. */
 enum nn_conv_algo {
-	NN_CONV_IM2COL,   /* im2col then one sgemm */
-	NN_CONV_1X1,      /* 1x1: strided gather (stride > 1) or nothing, then one sgemm */
+	NN_CONV_IM2COL,   /* im2col then one GEMM */
+	NN_CONV_1X1,      /* 1x1: strided gather (stride > 1) or nothing, then one GEMM */
 	NN_CONV_WINOGRAD, /* F(4x4,3x3), 3x3 stride 1 pad 1 only, transformed weights */
 	NN_CONV_WINOGRAD2, /* F(2x2,3x3), likewise */
 };

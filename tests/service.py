@@ -760,6 +760,20 @@ def group_pool(tmp, model):
         ok(all(same_topk(b["topk"], a["topk"]) for a, b in zip(alone, bodies)) and
            len({b["id"] for b in bodies}) == 3,
            "... and each got exactly the answer it gets alone, with its own row")
+        # nginx's REQUEST_START says how long a request waited for a worker: one that has
+        # waited less than a service time (here: claims to arrive in a minute) is a short
+        # queue, where a batch would only delay the first answers
+        slow = fcgi_send(sock, "POST", "/api/classify", jpeg_bytes(big, 90, comment=b"slow2"))
+        time.sleep(0.05)
+        fresh = {"REQUEST_START": "%.3f" % (time.time() + 60)}
+        waiting = [fcgi_send(sock, "POST", "/api/classify", jpeg_bytes(sk(n), 90, comment=b"fresh"),
+                             extra=fresh) for n in ("coffee.png", "rocket.jpg", "astronaut.png")]
+        first = fcgi_answer(slow)
+        one_by_one = [fcgi_answer(c) for c in waiting]
+        inf = [json.loads(b)["timings_ms"]["inference"] for _, b in one_by_one]
+        ok(first[0] == 200 and all(c == 200 for c, _ in one_by_one) and len(set(inf)) == 3,
+           "3 requests that had not waited a service time ran one at a time (%s)" % inf,
+           [first[0], [c for c, _ in one_by_one]])
     finally:
         st.stop()
 
