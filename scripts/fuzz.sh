@@ -24,7 +24,7 @@ for target in pth img wfile form; do
 	case $target in
 	pth) sources="src/pth.c src/status.c" ;;
 	img) sources="src/img_decode.c src/img_resize.c src/status.c" ;;
-	wfile) sources="src/wfile.c src/resnet.c src/nn.c src/winograd.c src/blas.c src/log.c src/status.c" ;;
+	wfile) sources="src/wfile.c src/resnet.c src/nn.c src/winograd.c src/gemm.c src/blas.c src/log.c src/status.c" ;;
 	form) sources="src/form.c src/status.c" ;;
 	esac
 	# shellcheck disable=SC2086
