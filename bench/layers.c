@@ -53,28 +53,6 @@ struct timing {
 		(*(li))++;                                                                                   \
 	} while (0)
 
-/* The most scratch any layer needs at this batch and thread count (as resnet.c sizes it). */
-static size_t scratch_floats(const struct resnet *m, int n, int threads)
-{
-	struct nn_shape s = {3, n, 224, 224};
-	size_t most = nn_conv_scratch_floats(&m->stem, s, threads), x;
-
-	s = nn_maxpool_out_shape(nn_conv_out_shape(&m->stem, s));
-	for (int b = 0; b < RESNET_BLOCKS; b++) {
-		const struct resnet_block *blk = &m->blocks[b];
-		struct nn_shape mid = nn_conv_out_shape(&blk->a, s);
-
-		if ((x = nn_conv_scratch_floats(&blk->a, s, threads)) > most)
-			most = x;
-		if (blk->has_down && (x = nn_conv_scratch_floats(&blk->down, s, threads)) > most)
-			most = x;
-		if ((x = nn_conv_scratch_floats(&blk->b, mid, threads)) > most)
-			most = x;
-		s = nn_conv_out_shape(&blk->b, mid);
-	}
-	return most;
-}
-
 int main(int argc, char **argv)
 {
 	struct seer_err err = {0};
@@ -100,7 +78,7 @@ int main(int argc, char **argv)
 	big = 64 * (size_t)n * 112 * 112;
 	for (int i = 0; i < 5; i++)
 		act[i] = calloc(big, sizeof(float));
-	scratch = calloc(scratch_floats(m, n, threads) + 16, sizeof(float));
+	scratch = calloc(resnet_scratch_floats(m, n, threads) + 16, sizeof(float));
 	pooled = calloc(512 * (size_t)n, sizeof(float));
 	logits = calloc(RESNET_CLASSES * (size_t)n, sizeof(float));
 	for (int i = 0; i < MAX_LAYERS; i++)

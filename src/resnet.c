@@ -174,8 +174,8 @@ struct resnet_ctx {
 	float *pooled;     /* [512][N] */
 };
 
-/* Walk the layers with shapes only, to size the scratch and activations. */
-static size_t max_scratch(const struct resnet *m, int n, int threads)
+/* Walk the layers with shapes only, to size the scratch. */
+size_t resnet_scratch_floats(const struct resnet *m, int n, int threads)
 {
 	struct nn_shape s = { 3, n, RESNET_INPUT, RESNET_INPUT };
 	size_t need_floats = nn_conv_scratch_floats(&m->stem, s, threads);
@@ -216,7 +216,7 @@ struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch, int thr
 		if (ctx->act[i] == NULL)
 			goto fail;
 	}
-	ctx->scratch = malloc(max_scratch(m, max_batch, threads) * sizeof(float) + 64);
+	ctx->scratch = malloc(resnet_scratch_floats(m, max_batch, threads) * sizeof(float) + 64);
 	ctx->pooled = malloc(512 * n * sizeof(float));
 	if (ctx->stem_out == NULL || ctx->scratch == NULL || ctx->pooled == NULL)
 		goto fail;

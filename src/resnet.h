@@ -66,6 +66,9 @@ void resnet_free(struct resnet *m);
  */
 struct resnet_ctx *resnet_ctx_new(const struct resnet *m, int max_batch, int threads);
 void resnet_ctx_free(struct resnet_ctx *ctx);
+
+/* Floats of scratch the largest layer needs (nn_conv_scratch_floats) for n images on threads. */
+size_t resnet_scratch_floats(const struct resnet *m, int n, int threads);
 int resnet_ctx_max_batch(const struct resnet_ctx *ctx);
 
 /*
