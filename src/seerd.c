@@ -11,6 +11,7 @@
 
 #include "blas.h"
 #include "conf.h"
+#include "gemm.h"
 #include "log.h"
 #include "pool.h"
 #include "resnet.h"
@@ -56,7 +57,8 @@ static int run(const struct pool_args *a, int check)
 		resnet_free(m);
 		return 0;
 	}
-	log_info("seerd %s starting (OpenBLAS core %s)", PACKAGE_VERSION, blas_core_name());
+	log_info("seerd %s starting (OpenBLAS core %s, convolutions on %s)", PACKAGE_VERSION,
+		 blas_core_name(), gemm_impl_name());
 	return pool_run(a, &c);
 }
 
