@@ -321,6 +321,15 @@ static void top1_from_json(const char *topk, struct db_record *rec)
 	rec->top1_label = rec->top1_index >= 0 ? labels_imagenet[rec->top1_index] : NULL;
 }
 
+/* An upload's file name as JSON: null when the client gave none. */
+static void file_name_json(struct json_buf *b, const struct upload *u)
+{
+	if (u->file_name[0])
+		json_str(b, u->file_name);
+	else
+		json_raw(b, "null");
+}
+
 static void result_json(struct json_buf *b, const struct api_ctx *ctx, const struct upload *u,
 			const struct engine_item *it, int k, double total_ms)
 {
@@ -329,10 +338,7 @@ static void result_json(struct json_buf *b, const struct api_ctx *ctx, const str
 
 	if (u->code != NULL) {
 		json_raw(b, "{\"file\": ");
-		if (u->file_name[0])
-			json_str(b, u->file_name);
-		else
-			json_raw(b, "null");
+		file_name_json(b, u);
 		json_raw(b, ", ");
 		json_printf(b, "\"status\": %d, ", u->status);
 		error_member(b, u->code, u->message);
@@ -343,10 +349,7 @@ static void result_json(struct json_buf *b, const struct api_ctx *ctx, const str
 		json_printf(b, "{\"id\": %" PRId64 ", \"file\": ", u->id);
 	else
 		json_raw(b, "{\"id\": null, \"file\": ");
-	if (u->file_name[0])
-		json_str(b, u->file_name);
-	else
-		json_raw(b, "null");
+	file_name_json(b, u);
 	json_raw(b, ", \"model\": ");
 	json_str(b, ctx->model);
 	json_raw(b, ", \"topk\": ");
