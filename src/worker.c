@@ -355,7 +355,7 @@ int worker_main(const struct worker_args *a)
 	struct pending *pend;
 	char model_key[96];
 	uint64_t limit = 0, served = 0;
-	double service_s = 0, t0;
+	double service_s = 0; /* moving average of the time per request, for gather() */
 	int rc, code = 0;
 
 	install_signals();
@@ -472,11 +472,13 @@ int worker_main(const struct worker_args *a)
 			sb_put(slot->busy_since, 0);
 			continue;
 		}
-		t0 = now_s();
-		serve_batch(&ctx, pend, n);
-		/* a moving average of the time per request, for gather() */
-		t0 = (now_s() - t0) / n;
-		service_s = service_s > 0 ? 0.8 * service_s + 0.2 * t0 : t0;
+		{
+			double started = now_s(), per_request;
+
+			serve_batch(&ctx, pend, n);
+			per_request = (now_s() - started) / n;
+			service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
+		}
 		served += (uint64_t)n;
 		sb_put(slot->served, served);
 		sb_put(slot->busy_since, 0);
