@@ -145,6 +145,13 @@ struct img_axis {
 	int ksize;   /* taps reserved per output position */
 	int *bounds; /* [224][2]: first source index, number of taps */
 	int32_t *k;  /* [224][ksize]: weights in 22-bit fixed point, >= 0 */
+	/*
+	 * The horizontal axis, when every position has exactly ksize taps (the
+	 * source is at least ksize wide), also keeps them by tap for the vector
+	 * pass: [224] byte offsets (3 * first source column, relative to
+	 * col_first) then [ksize][224] weights. NULL otherwise.
+	 */
+	int32_t *by_tap;
 };
 
 /*
@@ -187,6 +194,13 @@ void img_cropper_finish(struct img_cropper *c, uint8_t *out);
 
 /* Free c's buffers and zero it. Accepts NULL and a zeroed struct. */
 void img_cropper_free(struct img_cropper *c);
+
+/*
+ * Whether the horizontal pass may use its AVX-512 build (on by default
+ * where the CPU has AVX-512; both builds give the same bytes). Returns the
+ * previous setting. For tests and benchmarks; not thread-safe.
+ */
+int img_resize_use_simd(int on);
 
 /*
  * ToTensor + Normalize(mean=[0.485,0.456,0.406], std=[0.229,0.224,0.225])
