@@ -619,16 +619,8 @@ static void classify_finish(struct api_ctx *ctx, const struct api_req *req, stru
 		for (int i = 0; i < n; i++)
 			ups[i].id = ids[i];
 		ctx->inserts += (uint64_t)n;
-		if (ctx->inserts / RETENTION_EVERY != (ctx->inserts - (uint64_t)n) / RETENTION_EVERY &&
-		    (c->retention_rows > 0 || c->retention_days > 0)) {
-			int64_t deleted = 0;
-
-			if (db_retention(ctx->db, c->retention_rows, c->retention_days, now, &deleted,
-					 &err) != 0)
-				log_warn("retention pass failed: %s", err.msg);
-			else if (deleted > 0)
-				log_info("retention: removed %" PRId64 " old rows", deleted);
-		}
+		if (ctx->inserts / RETENTION_EVERY != (ctx->inserts - (uint64_t)n) / RETENTION_EVERY)
+			ctx->retention_due = 1;
 	}
 
 	/* the answer */
@@ -882,17 +874,19 @@ void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
 	check_memory(r);
 }
 
-void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r)
+void api_after(struct api_ctx *ctx)
 {
-	struct engine_item *batch[API_MAX_IMAGES], *items;
-	struct api_job *job;
-	int n;
+	const struct seerd_conf *c = ctx->conf;
+	struct seer_err err = {0};
+	int64_t deleted = 0;
 
-	if (!api_begin(ctx, req, r, ctx->items, &job))
+	if (!ctx->retention_due)
 		return;
-	n = api_job_items(job, &items);
-	for (int i = 0; i < n; i++)
-		batch[i] = &items[i];
-	engine_run(ctx->engine, batch, n, ctx->conf->topk_max);
-	api_finish(ctx, req, r, job);
+	ctx->retention_due = 0;
+	if (c->retention_rows <= 0 && c->retention_days <= 0)
+		return;
+	if (db_retention(ctx->db, c->retention_rows, c->retention_days, wall_ms(), &deleted, &err) != 0)
+		log_warn("retention pass failed: %s", err.msg);
+	else if (deleted > 0)
+		log_info("retention: removed %" PRId64 " old rows", deleted);
 }

@@ -31,8 +31,9 @@ struct api_ctx {
 	struct db *db;
 	struct scoreboard *sb;
 	struct sb_slot *slot;
-	struct engine_item *items; /* [conf->max_images], for api_handle() */
+	struct engine_item *items; /* [batch_requests][max_images], the caller's slices for api_begin() */
 	uint64_t inserts;	   /* rows written, for the retention cadence */
+	int retention_due;	   /* a retention pass waits for api_after() */
 };
 
 struct api_req {
@@ -63,13 +64,11 @@ struct api_resp {
 void api_resp_init(struct api_resp *r);
 void api_resp_free(struct api_resp *r);
 
-/* Answer one request. Never fails: every problem becomes an error answer. */
-void api_handle(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp);
-
 /*
- * api_handle() in two halves, so that a worker holding several classify
- * requests runs the network once for all their images: api_begin() answers
- * everything it can at once and returns 0; for a classify request with
+ * Answer a request (never fails: every problem becomes an error answer), in
+ * two halves, so that a worker holding several classify requests runs the
+ * network once for all their images: api_begin() answers everything it can
+ * at once and returns 0; for a classify request with
  * images it puts them in items[0, max_images) (the caller's, one slice per
  * request) and returns 1 with *job. The caller then runs engine_run() over
  * the job's images (api_job_items(), skipped ones included: engine_run
@@ -80,6 +79,13 @@ int api_begin(struct api_ctx *ctx, const struct api_req *req, struct api_resp *r
 	      struct engine_item *items, struct api_job **job);
 int api_job_items(const struct api_job *job, struct engine_item **items);
 void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp *resp, struct api_job *job);
+
+/*
+ * Housekeeping the requests left for after their answers went out: the
+ * history's retention pass, due every RETENTION_EVERY rows a worker writes.
+ * Failures are logged; the next pass tries again.
+ */
+void api_after(struct api_ctx *ctx);
 
 /* The reason phrase of a status ("OK", "Payload Too Large", ...). */
 const char *api_reason(int status);

@@ -66,8 +66,8 @@ enum db_stmt {
 	ST_THUMB,
 	ST_STATS_HOURS,
 	ST_STATS_LABELS,
-	ST_COUNT,
-	ST_DELETE_OLDEST,
+	ST_ID_RANGE,
+	ST_DELETE_UPTO,
 	ST_DELETE_BEFORE,
 	ST_N
 };
@@ -128,9 +128,11 @@ static const struct {
 	 * decoding rows: about 15 ms for a million rows (sqlite3 CLI, a file
 	 * filled with 1e6 rows of this schema), once every 100 inserts.
 	 */
-	[ST_COUNT] = {"count", "SELECT count(*) FROM classification"},
-	[ST_DELETE_OLDEST] = {"delete_oldest", "DELETE FROM classification WHERE id IN "
-					       "(SELECT id FROM classification ORDER BY id LIMIT ?1)"},
+	/* two subqueries: each is one step down the rowid tree; max(id), min(id) in one would scan */
+	[ST_ID_RANGE] = {"id_range", "SELECT (SELECT max(id) FROM classification), "
+				     "(SELECT min(id) FROM classification)"},
+	[ST_DELETE_UPTO] = {"delete_upto", "DELETE FROM classification WHERE id IN "
+					   "(SELECT id FROM classification WHERE id <= ?1 ORDER BY id LIMIT ?2)"},
 	[ST_DELETE_BEFORE] = {"delete_before", "DELETE FROM classification WHERE id IN "
 					       "(SELECT id FROM classification WHERE time_ms < ?1 LIMIT ?2)"},
 };
@@ -669,10 +671,10 @@ static int delete_batch(struct db *db, enum db_stmt s, int64_t a, int64_t b, int
 	return 0;
 }
 
-/* The number of rows, in *rows. */
-static int count_rows(struct db *db, int64_t *rows, struct seer_err *err)
+/* The lowest and highest id in use, in *lo and *hi; both 0 for an empty table. */
+static int id_range(struct db *db, int64_t *lo, int64_t *hi, struct seer_err *err)
 {
-	sqlite3_stmt *st = db->st[ST_COUNT];
+	sqlite3_stmt *st = db->st[ST_ID_RANGE];
 	int rc = sqlite3_step(st);
 
 	if (rc != SQLITE_ROW) {
@@ -680,7 +682,8 @@ static int count_rows(struct db *db, int64_t *rows, struct seer_err *err)
 		sqlite3_reset(st);
 		return rc;
 	}
-	*rows = sqlite3_column_int64(st, 0);
+	*hi = sqlite3_column_int64(st, 0);
+	*lo = sqlite3_column_int64(st, 1);
 	sqlite3_reset(st);
 	return 0;
 }
@@ -689,7 +692,7 @@ int db_retention(struct db *db, int64_t max_rows, int max_days, int64_t now_ms, 
 		 struct seer_err *err)
 {
 	static const char fn[] = "db_retention";
-	int64_t batch = db->opts.retention_batch, total = 0, n = 0, rows = 0;
+	int64_t batch = db->opts.retention_batch, total = 0, n = 0;
 	int rc = 0;
 
 	if (max_rows < 0 || max_days < 0)
@@ -709,33 +712,31 @@ int db_retention(struct db *db, int64_t max_rows, int max_days, int64_t now_ms, 
 			break;
 	}
 	/*
-	 * By count: the rows beyond max_rows, oldest (lowest id) first. The
-	 * first count runs without the write lock, so the usual answer
-	 * (nothing to do) never makes other workers wait; when rows must go,
-	 * they are counted again under the lock, which makes the number exact
-	 * however many workers trim at once.
+	 * By count: every row whose id is not among the newest max_rows ids,
+	 * a batch at a time. Ids grow by one per row and rows leave oldest
+	 * first, so that is exactly the rows beyond max_rows (a gap in the ids,
+	 * left by age retention after the clock went back, only keeps fewer).
+	 * It costs two lookups, not a count(*) of the table (some 10 ms at a
+	 * million rows, every RETENTION_EVERY inserts), and needs no lock to be
+	 * exact: two workers trimming at once delete the same rows.
 	 */
 	if (max_rows > 0) {
-		rc = count_rows(db, &rows, err);
+		int64_t lo = 0, hi = 0;
+
+		rc = id_range(db, &lo, &hi, err);
 		if (rc < 0)
 			goto fail;
-	}
-	while (max_rows > 0 && rows > max_rows) {
-		rc = stmt_exec(db, ST_BEGIN_WRITE, fn, err);
-		if (rc == 0)
-			rc = count_rows(db, &rows, err);
-		n = 0;
-		if (rc == 0 && rows > max_rows)
-			rc = delete_batch(db, ST_DELETE_OLDEST,
-					  rows - max_rows < batch ? rows - max_rows : batch, 0, 1, &n, err);
-		if (rc == 0)
-			rc = stmt_exec(db, ST_COMMIT, fn, err);
-		if (rc < 0)
-			goto fail;
-		total += n;
-		rows -= n;
-		if (n == 0)
-			break;
+		n = batch;
+		while (hi - lo + 1 > max_rows && n == batch) {
+			rc = stmt_exec(db, ST_BEGIN_WRITE, fn, err);
+			if (rc == 0)
+				rc = delete_batch(db, ST_DELETE_UPTO, hi - max_rows, batch, 2, &n, err);
+			if (rc == 0)
+				rc = stmt_exec(db, ST_COMMIT, fn, err);
+			if (rc < 0)
+				goto fail;
+			total += n;
+		}
 	}
 	if (deleted)
 		*deleted = total;

@@ -435,6 +435,36 @@ def group_api(tmp, model):
         ok(r.returncode == 0, "seerctl stop", r.stdout + r.stderr)
 
 
+def group_retention(tmp, model):
+    """retention_rows with one worker: the pass after every 100th row keeps the newest rows."""
+    st = Stack(tmp, "retention", model, workers=1, conf={"retention_rows": "30"})
+    st.start()
+    try:
+        cat = jpeg_bytes(sk("chelsea.png"))
+        ids = []
+        for i in range(101):  # the same bytes: cache hits, each still a row
+            s, b = classify(st, cat)
+            if s == 200:
+                ids.append(b["id"])
+        ok(len(ids) == 101, "101 classifications answered (%d)" % len(ids))
+        rows = []
+        deadline = time.time() + 10
+        while time.time() < deadline:  # the pass runs after the 100th answer went out
+            rows = sorted(r[0] for r in st.rows())
+            if len(rows) <= 31:
+                break
+            time.sleep(0.1)
+        # the 100th row triggered the pass; the 101st came after it
+        ok(rows == sorted(ids[-31:]),
+           "retention_rows = 30: after the 100th row the oldest went, the newest stayed "
+           "(%d rows, ids %s..%s)" % (len(rows), rows[:1], rows[-1:]), st.logs())
+        ok("retention: removed 70 old rows" in st.logs(),
+           "the worker logged the pass", st.logs())
+        ok(st.integrity() == "ok", "retention: integrity_check ok")
+    finally:
+        st.stop()
+
+
 def api_cases(tmp, st):
     cat, cat_path = cat_photo(tmp)
     coffee = png_bytes(sk("coffee.png"))
@@ -885,6 +915,7 @@ def main():
         try:
             if GROUP == "api":
                 group_api(tmp, model)
+                group_retention(tmp, model)
                 group_full_disk(tmp, model)
             elif GROUP == "pool":
                 group_pool(tmp, model)

@@ -849,6 +849,11 @@ static void test_plans(void)
 			       strstr(out.data, "delete_before: SEARCH classification USING") != NULL &&
 			       strstr(out.data, "classification_time (time_ms<?)") != NULL,
 		       "statistics and retention by age use the time index");
+		tap_ok(strstr(out.data, "id_range: SEARCH classification") != NULL &&
+			       strstr(out.data, "id_range: SCAN classification") == NULL &&
+			       strstr(out.data, "delete_upto: SEARCH classification USING INTEGER PRIMARY KEY "
+						"(rowid<?)") != NULL,
+		       "retention by count reads the ends of the primary key, no count(*) scan");
 		tap_ok(strstr(out.data, "cache: USE TEMP B-TREE") == NULL &&
 			       strstr(out.data, "history: USE TEMP B-TREE") == NULL &&
 			       strstr(out.data, "history_label: USE TEMP B-TREE") == NULL,
