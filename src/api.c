@@ -880,13 +880,16 @@ void api_after(struct api_ctx *ctx)
 	struct seer_err err = {0};
 	int64_t deleted = 0;
 
-	if (!ctx->retention_due)
-		return;
+	if (ctx->retention_due && (c->retention_rows > 0 || c->retention_days > 0)) {
+		int rc = db_retention(ctx->db, c->retention_rows, c->retention_days, wall_ms(), &deleted,
+				      &err);
+
+		if (rc != 0)
+			log_warn("retention pass failed: %s", err.msg);
+		else if (deleted > 0)
+			log_info("retention: removed %" PRId64 " old rows", deleted);
+	}
 	ctx->retention_due = 0;
-	if (c->retention_rows <= 0 && c->retention_days <= 0)
-		return;
-	if (db_retention(ctx->db, c->retention_rows, c->retention_days, wall_ms(), &deleted, &err) != 0)
-		log_warn("retention pass failed: %s", err.msg);
-	else if (deleted > 0)
-		log_info("retention: removed %" PRId64 " old rows", deleted);
+	if (db_checkpoint(ctx->db, &err) < 0)
+		log_warn("history checkpoint failed: %s", err.msg);
 }

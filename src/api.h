@@ -82,8 +82,9 @@ void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
 
 /*
  * Housekeeping the requests left for after their answers went out: the
- * history's retention pass, due every RETENTION_EVERY rows a worker writes.
- * Failures are logged; the next pass tries again.
+ * history's retention pass, due every RETENTION_EVERY rows a worker writes,
+ * and its checkpoint (db_checkpoint()). Failures are logged; the next call
+ * tries again.
  */
 void api_after(struct api_ctx *ctx);
 

@@ -134,6 +134,17 @@ int db_retention(struct db *db, int64_t max_rows, int max_days, int64_t now_ms, 
 		 struct seer_err *err);
 
 /*
+ * Copy the write-ahead log back into the database once this connection's
+ * commits have grown it past 1000 pages. A commit never does that itself
+ * (db_open() turns SQLite's automatic checkpoint off), so a writer calls
+ * this when nobody waits on it: seerd's workers after sending their
+ * answers. A passive checkpoint: it never waits for other connections and
+ * copies what their readers no longer need. Returns 1 if it ran, 0 if the
+ * log was still small, or a negative status.
+ */
+int db_checkpoint(struct db *db, struct seer_err *err);
+
+/*
  * For tests and diagnostics: append the query plan SQLite chose for each
  * prepared statement, one "NAME: DETAIL" line per plan step, so a lookup
  * that silently turned into a table scan can be caught.

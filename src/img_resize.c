@@ -279,39 +279,42 @@ static int simd_runs(void)
  * B and the next pixel's R; where that would pass the end of the row
  * (row_bytes from s) it reads from one byte earlier and shifts.
  */
-__attribute__((target("avx512f"))) static void pass_horizontal_avx512(const struct img_axis *ax,
-								       size_t row_bytes, const uint8_t *s,
-								       uint8_t *d)
+__attribute__((target("avx512f"))) static void
+pass_horizontal_avx512(const struct img_axis *ax, size_t row_bytes, const uint8_t *s, uint8_t *d)
 {
 	const __m512i byte = _mm512_set1_epi32(0xff), last = _mm512_set1_epi32((int)row_bytes - 4);
 	const __m512i one = _mm512_set1_epi32(1), three = _mm512_set1_epi32(3);
-	const __m512i half = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
-	uint8_t ch[3][16];
+	uint8_t out[3][16]; /* R, G, B of the 16 outputs */
 
 	assert(row_bytes >= 4 && row_bytes <= INT_MAX);
 	for (int x0 = 0; x0 < IMG_CROP; x0 += 16) {
 		__m512i pos = _mm512_loadu_si512(ax->by_tap + x0);
-		__m512i r = half, g = half, b = half;
+		__m512i acc[3];
 
+		for (int ch = 0; ch < 3; ch++)
+			acc[ch] = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
 		for (int i = 0; i < ax->ksize; i++) {
 			__m512i k = _mm512_loadu_si512(ax->by_tap + (size_t)(i + 1) * IMG_CROP + x0);
 			__mmask16 over = _mm512_cmpgt_epi32_mask(pos, last);
-			__m512i v = _mm512_i32gather_epi32(_mm512_mask_sub_epi32(pos, over, pos, one), s, 1);
+			__m512i at = _mm512_mask_sub_epi32(pos, over, pos, one);
+			__m512i v = _mm512_i32gather_epi32(at, s, 1);
 
 			v = _mm512_mask_srli_epi32(v, over, v, 8);
-			r = _mm512_add_epi32(r, _mm512_mullo_epi32(_mm512_and_si512(v, byte), k));
-			g = _mm512_add_epi32(g, _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 8), byte), k));
-			b = _mm512_add_epi32(b, _mm512_mullo_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 16), byte), k));
+			for (int ch = 0; ch < 3; ch++) {
+				__m512i px = _mm512_and_si512(_mm512_srli_epi32(v, 8 * ch), byte);
+
+				acc[ch] = _mm512_add_epi32(acc[ch], _mm512_mullo_epi32(px, k));
+			}
 			pos = _mm512_add_epi32(pos, three);
 		}
 		/* clip8: the sum's integer part, saturated to a byte */
-		_mm_storeu_si128((__m128i *)ch[0], _mm512_cvtusepi32_epi8(_mm512_srli_epi32(r, PRECISION_BITS)));
-		_mm_storeu_si128((__m128i *)ch[1], _mm512_cvtusepi32_epi8(_mm512_srli_epi32(g, PRECISION_BITS)));
-		_mm_storeu_si128((__m128i *)ch[2], _mm512_cvtusepi32_epi8(_mm512_srli_epi32(b, PRECISION_BITS)));
+		for (int ch = 0; ch < 3; ch++)
+			_mm_storeu_si128((__m128i *)out[ch],
+					 _mm512_cvtusepi32_epi8(_mm512_srli_epi32(acc[ch], PRECISION_BITS)));
 		for (int l = 0; l < 16; l++) {
-			d[(x0 + l) * 3 + 0] = ch[0][l];
-			d[(x0 + l) * 3 + 1] = ch[1][l];
-			d[(x0 + l) * 3 + 2] = ch[2][l];
+			d[(x0 + l) * 3 + 0] = out[0][l];
+			d[(x0 + l) * 3 + 1] = out[1][l];
+			d[(x0 + l) * 3 + 2] = out[2][l];
 		}
 	}
 }

@@ -851,8 +851,9 @@ static void test_plans(void)
 		       "statistics and retention by age use the time index");
 		tap_ok(strstr(out.data, "id_range: SEARCH classification") != NULL &&
 			       strstr(out.data, "id_range: SCAN classification") == NULL &&
-			       strstr(out.data, "delete_upto: SEARCH classification USING INTEGER PRIMARY KEY "
-						"(rowid<?)") != NULL,
+			       strstr(out.data,
+				      "delete_upto: SEARCH classification USING INTEGER PRIMARY KEY "
+				      "(rowid<?)") != NULL,
 		       "retention by count reads the ends of the primary key, no count(*) scan");
 		tap_ok(strstr(out.data, "cache: USE TEMP B-TREE") == NULL &&
 			       strstr(out.data, "history: USE TEMP B-TREE") == NULL &&
@@ -1021,6 +1022,53 @@ static void test_retention(void)
 	tap_ok(rc == 0 && id == ids[49] + 1, "the next id follows the last ever used (%lld)", (long long)id);
 	db_close(db);
 	tap_ok(integrity_ok(path), "integrity_check ok");
+}
+
+/* ----------------------------------------------------------- checkpoints */
+
+static long long file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static void test_checkpoint(void)
+{
+	const char *path = db_path("checkpoint.db");
+	char wal[4200];
+	unsigned char thumb[6000];
+	struct seer_err err = {0};
+	struct db_record r;
+	long long before, after;
+	int64_t id;
+	int rc = 0, i;
+	struct db *db = fresh_db("checkpoint.db", NULL);
+
+	if (db == NULL)
+		return;
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	memset(thumb, 0x5a, sizeof(thumb));
+	/* commits until the log passes 1000 pages of 4 KiB */
+	for (i = 0; i < 5000 && rc == 0 && file_size(wal) <= 1100LL * 4096; i++) {
+		r = rec_ok(1795909212345 + i, "tabby");
+		r.thumb = thumb;
+		r.thumb_len = sizeof(thumb);
+		rc = db_insert(db, &r, 1, &id, &err);
+	}
+	before = file_size(path);
+	tap_ok(rc == 0 && file_size(wal) > 1100LL * 4096 && before < 1024 * 1024,
+	       "commits do not checkpoint: %d rows, the log at %lld bytes, the database still %lld", i,
+	       file_size(wal), before);
+	rc = db_checkpoint(db, &err);
+	after = file_size(path);
+	tap_ok(rc == 1 && after >= (long long)i * (long long)sizeof(thumb),
+	       "db_checkpoint copies the log in, thumbnails and all (%d; %lld -> %lld bytes)", rc, before,
+	       after);
+	tap_ok(db_checkpoint(db, &err) == 0, "and does nothing while the log is small");
+	db_close(db);
+	tap_ok(count_rows(path, "classification") == i && integrity_ok(path),
+	       "every row is there, integrity_check ok");
 }
 
 /* ------------------------------------------------------ failing writes */
@@ -1314,6 +1362,7 @@ int main(void)
 	test_plans();
 	test_stats();
 	test_retention();
+	test_checkpoint();
 	test_locked();
 	test_concurrent();
 	snprintf(path, sizeof(path), "%s/fsize.db", tmpdir);
