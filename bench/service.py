@@ -20,7 +20,10 @@ time.  Each request carries a JPEG comment (COM) segment with a tag unique to th
 that no two bodies are the same: seer returns stored results for bytes it has classified before,
 and a benchmark of that cache would say nothing about the service.  Both stacks get the same
 bodies.  For every (image, C): a warm-up run per stack, then R rounds with the stacks in ABBA
-order, so that drift of this shared machine hits both alike.  Each run gives requests/s, p50 and
+order, so that drift of this shared machine hits both alike.  Every run starts once the CPUs are
+idle: when wrk stops, the stack it loaded still works through the requests queued behind it
+(for 16 connections and the 12 MP photo, over a second of gunicorn's time), which would
+otherwise land in the next run's measurement.  Each run gives requests/s, p50 and
 p99 latency (wrk's own histogram, read in its Lua done() hook), and the count of non-2xx answers
 and socket errors; the table shows the median over rounds and the median of the per-round
 seer/reference ratios.
@@ -449,6 +452,31 @@ def classify_once(port, data):
         return e.code, json.loads(e.read() or b"null")
 
 
+def cpu_busy_jiffies():
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat (steal counts as neither)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait
+
+
+def wait_idle(limit_s=30.0, window_s=0.25, below=0.1):
+    """Wait until the CPUs have been under `below` busy for two windows in a row; return the
+    seconds waited. When wrk stops, a stack still works through the requests queued behind it
+    (gunicorn's backlog, seerd's accept queue): without this wait that work would run inside
+    the next stack's measurement."""
+    t0 = time.monotonic()
+    quiet = 0
+    b0, a0 = cpu_busy_jiffies()
+    while time.monotonic() - t0 < limit_s and quiet < 2:
+        time.sleep(window_s)
+        b1, a1 = cpu_busy_jiffies()
+        quiet = quiet + 1 if a1 > a0 and (b1 - b0) / (a1 - a0) < below else 0
+        b0, a0 = b1, a1
+    return time.monotonic() - t0
+
+
 def run_wrk(lua, port, image, conns, seconds, tag):
     """One wrk run; return its figures (see WRK_LUA)."""
     cmd = ["wrk", "--threads", "1", "--connections", str(conns), "--duration", "%gs" % seconds,
@@ -560,7 +588,8 @@ def render(res):
     for st in res["stacks"].values():
         out.append("- %s: %s" % (st["name"], st["setup"]))
     out.append("- load: wrk, 1 thread, C keep-alive connections, %g s per run after a %g s "
-               "warm-up per stack, %d round(s) in ABBA order; every body unique (a JPEG comment "
+               "warm-up per stack, %d round(s) in ABBA order, each started once the CPUs are idle "
+               "(the previous run's queue drained); every body unique (a JPEG comment "
                "with a per-request tag), so seer's result cache never answers."
                % (res["args"]["duration"], res["args"]["warmup"], res["args"]["rounds"]))
     out.append("- failed: non-2xx answers and socket errors (including wrk's %d s timeout)."
@@ -711,15 +740,16 @@ def main(argv):
                 for rnd, st in plan:
                     warm = rnd < 0
                     secs = args.warmup if warm else args.duration
+                    settle = wait_idle()
                     r = run_wrk(lua, st.port, im, c, secs,
                                 "%s/%s/%s/%d/%d" % (nonce, st.name, im["key"], c, rnd))
                     log("%-9s %-4s C=%-2d %s: %6.1f req/s  p50 %6.0f ms  p99 %6.0f ms  "
-                        "non-2xx %d  socket errors %d%s"
+                        "non-2xx %d  socket errors %d  (idle after %.1f s)%s"
                         % (st.name, im["key"], c, "warm-up" if warm else "round %d" % rnd,
                            r["rps"], r["p50_ms"], r["p99_ms"], r["non_2xx"], r["socket_errors"],
-                           "  CACHED %d" % r["cached"] if r["cached"] else ""))
+                           settle, "  CACHED %d" % r["cached"] if r["cached"] else ""))
                     r.update(stack=st.name, image=im["key"], conns=c, round=rnd, warmup=warm,
-                             seconds=secs)
+                             seconds=secs, settle_s=settle)
                     res["runs"].append(r)
         for st in stacks:
             res["stacks"][st.name]["memory_after"] = st.memory()
