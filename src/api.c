@@ -756,7 +756,7 @@ static void metrics(struct api_ctx *ctx, const struct api_req *req, struct api_r
 {
 	struct scoreboard *sb = ctx->sb;
 	uint64_t status[SB_NSTATUS] = {0}, hist[SB_BUCKETS] = {0}, sum_us = 0, images = 0, hits = 0,
-		 storage = 0, cum = 0;
+		 storage = 0, abandoned = 0, cum = 0;
 	int states[5] = {0};
 	struct json_buf *b = &r->text;
 
@@ -776,6 +776,7 @@ static void metrics(struct api_ctx *ctx, const struct api_req *req, struct api_r
 		images += sb_get(s->images);
 		hits += sb_get(s->cache_hits);
 		storage += sb_get(s->storage_failures);
+		abandoned += sb_get(s->abandoned);
 	}
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	json_raw(b, "# HELP seer_requests_total Requests answered by seerd workers, by HTTP status.\n"
@@ -802,8 +803,12 @@ static void metrics(struct api_ctx *ctx, const struct api_req *req, struct api_r
 		    "# HELP seer_cache_hits_total Images answered from the history without the network.\n"
 		    "# TYPE seer_cache_hits_total counter\nseer_cache_hits_total %" PRIu64 "\n"
 		    "# HELP seer_storage_failures_total Requests whose history rows could not be written.\n"
-		    "# TYPE seer_storage_failures_total counter\nseer_storage_failures_total %" PRIu64 "\n",
-		    images, hits, storage);
+		    "# TYPE seer_storage_failures_total counter\nseer_storage_failures_total %" PRIu64 "\n"
+		    "# HELP seer_requests_abandoned_total Requests dropped unserved because their client "
+		    "had gone (nginx closed the connection).\n"
+		    "# TYPE seer_requests_abandoned_total counter\nseer_requests_abandoned_total %" PRIu64
+		    "\n",
+		    images, hits, storage, abandoned);
 	json_printf(b,
 		    "# HELP seer_workers Worker processes by state.\n# TYPE seer_workers gauge\n"
 		    "seer_workers{state=\"starting\"} %d\nseer_workers{state=\"idle\"} %d\n"

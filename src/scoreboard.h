@@ -55,6 +55,7 @@ struct sb_slot {
 	uint64_t hist[SB_BUCKETS]; /* classify request durations, per bucket (not cumulative) */
 	uint64_t dur_us_sum;	   /* their sum, microseconds */
 	uint64_t images, cache_hits, storage_failures;
+	uint64_t abandoned; /* requests dropped unserved: nginx had closed their connection */
 };
 
 struct scoreboard {

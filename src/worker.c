@@ -135,8 +135,23 @@ struct pending {
 	uint8_t *body;
 	char path[2048];
 	int answered; /* resp is final before api_begin() (body errors) */
+	int gone;     /* nginx closed the connection before the request was served */
 	double t0;
 };
+
+/*
+ * Whether nginx has closed the request's connection. It does so when the
+ * client goes away (or nginx's own timeout gives up on the request): nobody
+ * will read the answer, so a request still waiting is dropped rather than
+ * run through the network. nginx never closes before it has read the whole
+ * answer otherwise (seer's FastCGI connections are not kept alive).
+ */
+static int peer_gone(const FCGX_Request *req)
+{
+	struct pollfd pfd = {.fd = req->ipcFd, .events = POLLRDHUP};
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 /* Read what an accepted request sent: its parameters and its body. */
 static void read_request(const struct seerd_conf *c, struct pending *p)
@@ -207,10 +222,16 @@ static void finish_request(struct api_ctx *ctx, struct pending *p)
 {
 	struct api_resp *r = &p->resp;
 
-	send_response(&p->req, &p->ar, r);
-	sb_record(ctx->slot, r->status, r->is_classify, now_s() - p->t0);
-	if (r->status >= 500) /* before FCGX_Finish_r(), which frees the strings */
-		log_info("%s %s -> %d", p->ar.method, p->ar.path, r->status);
+	if (p->gone) {
+		sb_add(ctx->slot->abandoned, 1);
+		log_info("%s %s: the client went away while it waited; dropped unserved", p->ar.method,
+			 p->ar.path);
+	} else {
+		send_response(&p->req, &p->ar, r);
+		sb_record(ctx->slot, r->status, r->is_classify, now_s() - p->t0);
+		if (r->status >= 500) /* before FCGX_Finish_r(), which frees the strings */
+			log_info("%s %s -> %d", p->ar.method, p->ar.path, r->status);
+	}
 	FCGX_Finish_r(&p->req);
 	memset(&p->ar, 0, sizeof(p->ar));
 	api_resp_free(r);
@@ -235,7 +256,8 @@ static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 		struct engine_item *items;
 		int k;
 
-		if (p->answered ||
+		p->gone = peer_gone(&p->req);
+		if (p->gone || p->answered ||
 		    !api_begin(ctx, &p->ar, &p->resp, ctx->items + (size_t)i * c->max_images, &p->job))
 			continue;
 		k = api_job_items(p->job, &items);

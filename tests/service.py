@@ -804,6 +804,22 @@ def group_pool(tmp, model):
         ok(first[0] == 200 and all(c == 200 for c, _ in one_by_one) and len(set(inf)) == 3,
            "3 requests that had not waited a service time ran one at a time (%s)" % inf,
            [first[0], [c for c, _ in one_by_one]])
+
+        # a request whose client went away while it waited (nginx closes the connection)
+        # is dropped unserved: no network, no row, counted in the metrics
+        slow = fcgi_send(sock, "POST", "/api/classify", jpeg_bytes(big, 90, comment=b"slow3"))
+        time.sleep(0.05)
+        left = jpeg_bytes(sk("coffee.png"), 90, comment=b"left")
+        fcgi_send(sock, "POST", "/api/classify", left).close()
+        stayed = fcgi_send(sock, "POST", "/api/classify", jpeg_bytes(sk("rocket.jpg"), 90, comment=b"stayed"))
+        first, second = fcgi_answer(slow), fcgi_answer(stayed)
+        gone_rows = st.rows("sha256 = '%s'" % hashlib.sha256(left).hexdigest())
+        _, _, data = st.request("GET", "/metrics", auth=True)
+        m = re.search(r"seer_requests_abandoned_total (\d+)", data.decode())
+        ok(first[0] == 200 and second[0] == 200 and gone_rows == [] and m and m.group(1) == "1" and
+           "the client went away while it waited" in st.logs(),
+           "a request whose connection closed while it waited: dropped, no row, counted; "
+           "the one behind it answered", [first[0], second[0], gone_rows, m and m.group(0)])
     finally:
         st.stop()
 
