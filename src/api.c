@@ -107,6 +107,16 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double api_req_waited_s(const struct api_req *req)
+{
+	double w;
+
+	if (req->start_s <= 0)
+		return -1;
+	w = (double)wall_ms() / 1e3 - req->start_s;
+	return w > 0 ? w : 0;
+}
+
 static double mono_ms(void)
 {
 	struct timespec ts;
@@ -472,6 +482,7 @@ static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct
 	struct seer_err err = {0};
 	struct api_job *job;
 	int64_t k = c->topk_default, now = wall_ms();
+	double waited;
 
 	r->is_classify = 1;
 	if (!method_is(req, "POST")) {
@@ -481,11 +492,11 @@ static int classify_begin(struct api_ctx *ctx, const struct api_req *req, struct
 	}
 	if (query_int(req, r, "topk", 1, c->topk_max, &k) != 0)
 		return 0;
-	if (req->start_s > 0 && c->queue_timeout > 0 && (double)now / 1e3 - req->start_s > c->queue_timeout) {
+	if (c->queue_timeout > 0 && (waited = api_req_waited_s(req)) > c->queue_timeout) {
 		fail(r, 503, "overloaded",
 		     "the server is busy (the request waited %.1f s for a free worker); try again in a "
 		     "moment",
-		     (double)now / 1e3 - req->start_s);
+		     waited);
 		return 0;
 	}
 	if (req->body_too_large) {

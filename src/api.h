@@ -88,6 +88,13 @@ void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
  */
 void api_after(struct api_ctx *ctx);
 
+/*
+ * Seconds since nginx received the request (its REQUEST_START), or exactly
+ * -1 when unknown. Clamped at 0: clocks do not run backwards here, but a
+ * forged parameter could claim so.
+ */
+double api_req_waited_s(const struct api_req *req);
+
 /* The reason phrase of a status ("OK", "Payload Too Large", ...). */
 const char *api_reason(int status);
 

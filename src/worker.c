@@ -298,23 +298,6 @@ static int other_worker_idle(const struct scoreboard *sb, int self)
 }
 
 /*
- * Seconds since nginx received a request (its REQUEST_START), or exactly -1
- * when unknown. Clamped at 0: clocks do not run backwards here, but a
- * forged parameter could claim so.
- */
-static double waited_s(const struct api_req *ar)
-{
-	struct timespec ts;
-	double w;
-
-	if (ar->start_s <= 0)
-		return -1;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	w = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - ar->start_s;
-	return w > 0 ? w : 0;
-}
-
-/*
  * Take the requests already waiting, up to max (the listening socket is
  * non-blocking: an empty queue ends the gathering, and a connection another
  * worker took first is simply not ours). Stops early once the bodies read
@@ -341,7 +324,7 @@ static int gather(const struct seerd_conf *c, struct scoreboard *sb, int self, d
 		int rc;
 
 		if (n == 1) {
-			double w = waited_s(&pend[0].ar);
+			double w = api_req_waited_s(&pend[0].ar);
 
 			/* unknown (not behind seer's nginx): no way to tell, gather */
 			if (w != -1 && (service_s <= 0 || w < 2 * service_s))
