@@ -83,8 +83,9 @@ void api_finish(struct api_ctx *ctx, const struct api_req *req, struct api_resp 
 /*
  * Housekeeping the requests left for after their answers went out: the
  * history's retention pass, due every RETENTION_EVERY rows a worker writes,
- * and its checkpoint (db_checkpoint()). Failures are logged; the next call
- * tries again.
+ * and its checkpoint (db_checkpoint()). Failures are logged: a failed
+ * retention pass waits for the next RETENTION_EVERY rows, a failed
+ * checkpoint for the next commit that leaves the log past its threshold.
  */
 void api_after(struct api_ctx *ctx);
 

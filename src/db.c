@@ -464,8 +464,14 @@ int db_checkpoint(struct db *db, struct seer_err *err)
 	if (db->wal_pages < DB_CHECKPOINT_PAGES)
 		return 0;
 	db->wal_pages = 0;
-	/* PASSIVE, as SQLite's own: copies what no reader still needs, never waits */
+	/*
+	 * PASSIVE, as SQLite's own: copies what no reader still needs, never
+	 * waits. SQLITE_BUSY: another connection (worker) is checkpointing
+	 * right now, which is as good.
+	 */
 	rc = sqlite3_wal_checkpoint_v2(db->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc == SQLITE_BUSY)
+		return 0;
 	return rc == SQLITE_OK ? 1 : sql_fail(db->conn, rc, "db_checkpoint", err);
 }
 

@@ -140,7 +140,8 @@ int db_retention(struct db *db, int64_t max_rows, int max_days, int64_t now_ms, 
  * this when nobody waits on it: seerd's workers after sending their
  * answers. A passive checkpoint: it never waits for other connections and
  * copies what their readers no longer need. Returns 1 if it ran, 0 if the
- * log was still small, or a negative status.
+ * log was still small or another connection was checkpointing it, or a
+ * negative status.
  */
 int db_checkpoint(struct db *db, struct seer_err *err);
 
