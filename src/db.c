@@ -123,12 +123,7 @@ static const struct {
 		 "SELECT top1_label, count(*) AS n FROM classification "
 		 "WHERE time_ms >= ?1 AND time_ms < ?2 AND error_code IS NULL "
 		 "AND top1_label IS NOT NULL GROUP BY top1_label ORDER BY n DESC, top1_label LIMIT 20"},
-	/*
-	 * count(*) counts the cells of the smallest index page by page without
-	 * decoding rows: about 15 ms for a million rows (sqlite3 CLI, a file
-	 * filled with 1e6 rows of this schema), once every 100 inserts.
-	 */
-	/* two subqueries: each is one step down the rowid tree; max(id), min(id) in one would scan */
+	/* retention by count (db_retention); two subqueries: each is one step down the rowid tree; max(id), min(id) in one would scan */
 	[ST_ID_RANGE] = {"id_range", "SELECT (SELECT max(id) FROM classification), "
 				     "(SELECT min(id) FROM classification)"},
 	[ST_DELETE_UPTO] = {"delete_upto",

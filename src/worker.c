@@ -484,7 +484,7 @@ int worker_main(const struct worker_args *a)
 			per_request = (now_s() - started) / n;
 			service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
 		}
-		/* the answers are out; a retention pass no longer delays them */
+		/* the answers are out: retention and checkpoints no longer delay them */
 		api_after(&ctx);
 		served += (uint64_t)n;
 		sb_put(slot->served, served);
