@@ -241,6 +241,22 @@ class Stack:
                     pass
         return sorted(out)
 
+    @staticmethod
+    def wait_waiting(pid, timeout=5):
+        """Wait until worker pid sleeps in its poll() for new connections,
+        i.e. has nothing in hand (a worker killed while serving is not
+        counted towards a crash loop)."""
+        t = time.time() + timeout
+        while time.time() < t:
+            try:
+                with open("/proc/%d/wchan" % pid) as f:
+                    if "poll" in f.read():
+                        return True
+            except OSError:
+                return False
+            time.sleep(0.02)
+        return False
+
     def request(self, method, path, body=None, headers=None, auth=False, timeout=60):
         h = dict(headers or {})
         if auth:
@@ -876,6 +892,7 @@ def group_pool(tmp, model):
         for i in range(4):
             ws = st.workers()
             target = max(ws)
+            st.wait_waiting(target)
             os.kill(target, signal.SIGKILL)
             for _ in range(50):
                 time.sleep(0.1)
