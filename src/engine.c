@@ -12,7 +12,7 @@
 #include "thumb.h"
 
 struct engine {
-	struct resnet *model;
+	const struct resnet *model; /* not owned */
 	struct resnet_ctx *ctx;
 	struct engine_opts opts;
 	uint8_t *crops; /* [max_batch][224][224][3] */
@@ -33,21 +33,15 @@ int engine_open(const struct engine_opts *o, struct engine **out, struct seer_er
 {
 	const size_t px = (size_t)IMG_CROP * IMG_CROP * 3;
 	struct engine *e;
-	int rc;
 
 	*out = NULL;
-	if (o->max_batch < 1 || o->topk_max < 1 || o->topk_max > RESNET_CLASSES)
-		return seer_err_set(err, SEER_EINVAL, "engine_open: bad batch or top-k size");
+	if (o->model == NULL || o->max_batch < 1 || o->topk_max < 1 || o->topk_max > RESNET_CLASSES)
+		return seer_err_set(err, SEER_EINVAL, "engine_open: no model, or a bad batch or top-k size");
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return seer_err_set(err, SEER_ENOMEM, "engine_open: out of memory");
 	e->opts = *o;
-	e->opts.model_path = NULL; /* not kept */
-	rc = resnet_open(o->model_path, &e->model, err);
-	if (rc != 0) {
-		free(e);
-		return rc;
-	}
+	e->model = o->model;
 	e->ctx = resnet_ctx_new(e->model, o->max_batch, 1);
 	e->crops = malloc(px * (size_t)o->max_batch);
 	e->input = malloc(px * sizeof(float) * (size_t)o->max_batch);
@@ -68,7 +62,6 @@ void engine_close(struct engine *e)
 	if (e == NULL)
 		return;
 	resnet_ctx_free(e->ctx);
-	resnet_free(e->model);
 	free(e->crops);
 	free(e->input);
 	free(e->logits);

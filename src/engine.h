@@ -1,8 +1,9 @@
 /*
  * engine.h - what a worker does with images: hash, decode + crop,
  * normalise, run the network on the whole batch, take the top K, and make
- * the thumbnails. It owns the model (mapped read-only) and every buffer a
- * batch needs, all allocated once by engine_open().
+ * the thumbnails. It uses a model it is given (read-only, shared with the
+ * other workers) and owns every buffer a batch needs, all allocated once by
+ * engine_open().
  */
 #ifndef SEER_ENGINE_H
 #define SEER_ENGINE_H
@@ -16,9 +17,10 @@
 #define ENGINE_TOPK_MAX 1000
 
 struct engine;
+struct resnet;
 
 struct engine_opts {
-	const char *model_path;
+	const struct resnet *model;    /* not owned: must outlive the engine */
 	int max_batch;		       /* most images in one engine_run() */
 	int topk_max;		       /* most classes asked of one image */
 	struct img_decode_opts decode; /* limits, EXIF, fast path */

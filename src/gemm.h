@@ -6,7 +6,7 @@
  * shapes of a network at batch 1 (512 output channels times 16 to 64
  * columns, say) that packing is most of the work: every weight is copied
  * once and used only a few times. On CPUs with AVX-512 gemm_f32 therefore
- * runs its own kernel, which streams A straight from the (mapped) weight
+ * runs its own kernel, which streams A straight from the loaded weight
  * file and keeps a small block of B in the L1 cache; elsewhere, or when
  * told to, it calls cblas_sgemm. Both give the same products up to the
  * order of summation.

@@ -45,6 +45,13 @@ struct slot_ctl {
 struct pool {
 	const struct pool_args *args;
 	struct seerd_conf conf, prev; /* prev: kept while a reload may still be rolled back */
+	/*
+	 * The model, loaded here once and inherited by every worker forked
+	 * after: read-only memory the whole pool shares (and, unlike a mapped
+	 * file, on huge pages; see wfile.c). prev_model is the old
+	 * generation's, kept while a reload may still be rolled back.
+	 */
+	struct resnet *model, *prev_model;
 	int fd;
 	struct scoreboard *sb;
 	int gen;
@@ -77,21 +84,21 @@ int pool_load_conf(const struct pool_args *a, struct seerd_conf *c, struct seer_
 	return conf_validate(c, err);
 }
 
-/* Open and close the model once: a missing or damaged file is reported here, not by N workers. */
-static int check_model(const struct seerd_conf *c, char *id, size_t cap, struct seer_err *err)
+/* Load the model for the workers to come: a missing or damaged file is reported here, once. */
+static int load_model(const struct seerd_conf *c, struct resnet **m, struct seer_err *err)
 {
-	struct resnet *m;
-	int rc = resnet_open(c->model, &m, err);
+	int rc = resnet_open(c->model, m, err);
 
 	if (rc == SEER_ENOENT)
 		return seer_err_set(
 			err, rc, "no model file at %s; get one with weights/fetch-resnet18.sh or set model",
 			c->model);
-	if (rc != 0)
-		return rc;
-	snprintf(id, cap, "%s", resnet_model_id(m));
-	resnet_free(m);
-	return 0;
+	return rc;
+}
+
+static void set_model_id(struct pool *p)
+{
+	snprintf(p->sb->model_id, sizeof(p->sb->model_id), "%s", resnet_model_id(p->model));
 }
 
 /*
@@ -236,8 +243,11 @@ static void spawn(struct pool *p, int i)
 		return;
 	}
 	if (pid == 0) {
-		/* during a reload the old generation keeps its own configuration */
-		a.conf = p->reload_gen != 0 && s->gen != p->reload_gen ? &p->prev : &p->conf;
+		/* during a reload the old generation keeps its own configuration and model */
+		int old = p->reload_gen != 0 && s->gen != p->reload_gen;
+
+		a.conf = old ? &p->prev : &p->conf;
+		a.model = old ? p->prev_model : p->model;
 		a.listen_fd = p->fd;
 		a.sb = p->sb;
 		a.slot = i;
@@ -409,6 +419,9 @@ static void tick(struct pool *p)
 			log_info("reload: generation %d serving with %d workers; old workers finishing",
 				 p->reload_gen, up);
 			p->reload_gen = 0;
+			/* the old workers have their own reference (fork); none will be spawned again */
+			resnet_free(p->prev_model);
+			p->prev_model = NULL;
 			recompute_ready(p);
 		} else if (dead > 0 || now > p->reload_deadline) {
 			log_error("reload: the new workers did not come up; keeping the old ones");
@@ -418,6 +431,10 @@ static void tick(struct pool *p)
 					p->s[i].disabled = 0;
 				}
 			p->conf = p->prev;
+			resnet_free(p->model);
+			p->model = p->prev_model;
+			p->prev_model = NULL;
+			set_model_id(p);
 			log_set_level(p->conf.log_level);
 			p->gen--;
 			p->reload_gen = 0;
@@ -450,13 +467,13 @@ static void reload(struct pool *p)
 {
 	struct seerd_conf c;
 	struct seer_err err = {0};
-	char id[64];
+	struct resnet *m = NULL;
 
 	if (p->reload_gen != 0) {
 		log_warn("reload: one is already in progress; ignoring SIGHUP");
 		return;
 	}
-	if (pool_load_conf(p->args, &c, &err) != 0 || check_model(&c, id, sizeof(id), &err) != 0) {
+	if (pool_load_conf(p->args, &c, &err) != 0 || load_model(&c, &m, &err) != 0) {
 		log_error("reload refused, still running the old configuration: %s", err.msg);
 		return;
 	}
@@ -476,7 +493,6 @@ static void reload(struct pool *p)
 	log_set_level(c.log_level);
 	if (strcmp(c.log_file, p->prev.log_file) != 0 && c.log_file[0] && log_reopen(c.log_file) != 0)
 		log_warn("cannot open log file %s: %s", c.log_file, strerror(errno));
-	snprintf(p->sb->model_id, sizeof(p->sb->model_id), "%s", id);
 	if (start_generation(p, conf_worker_count(&c)) != 0) {
 		log_error("reload: no free worker slots; keeping the old workers");
 		for (int i = 0; i < SB_SLOTS; i++)
@@ -484,11 +500,16 @@ static void reload(struct pool *p)
 				p->s[i].wanted = 0;
 		p->conf = p->prev;
 		p->gen--;
+		resnet_free(m);
 		return;
 	}
+	p->prev_model = p->model;
+	p->model = m;
+	set_model_id(p);
 	p->reload_gen = p->gen;
 	p->reload_deadline = now_s() + RELOAD_TIMEOUT;
-	log_info("reload: starting generation %d (%d workers, model %s)", p->gen, conf_worker_count(&c), id);
+	log_info("reload: starting generation %d (%d workers, model %s)", p->gen, conf_worker_count(&c),
+		 resnet_model_id(m));
 }
 
 static void reopen_logs(struct pool *p)
@@ -540,16 +561,16 @@ int pool_run(const struct pool_args *a, const struct seerd_conf *c)
 	struct seer_err err = {0};
 	struct timespec tick_ts = {0, TICK_MS * 1000000L};
 	sigset_t set;
-	char id[64];
 	int n, code = 0;
 
 	memset(p, 0, sizeof(*p));
 	p->args = a;
 	p->conf = *c;
 	p->fd = -1;
-	if (resolve_user(p, &err) != 0 || check_model(&p->conf, id, sizeof(id), &err) != 0 ||
+	if (resolve_user(p, &err) != 0 || load_model(&p->conf, &p->model, &err) != 0 ||
 	    prepare_db(p, &err) != 0) {
 		log_error("%s", err.msg);
+		resnet_free(p->model);
 		return 1;
 	}
 	if (p->conf.log_file[0])
@@ -572,11 +593,12 @@ int pool_run(const struct pool_args *a, const struct seerd_conf *c)
 		return 1;
 	}
 	sb_put(p->sb->ready, 1);
-	snprintf(p->sb->model_id, sizeof(p->sb->model_id), "%s", id);
+	set_model_id(p);
 	write_pid_file(&p->conf);
 	n = conf_worker_count(&p->conf);
 	start_generation(p, n);
-	log_info("seerd: %d workers on %s, model %s, history %s", n, p->conf.socket, id, p->conf.db);
+	log_info("seerd: %d workers on %s, model %s, history %s", n, p->conf.socket,
+		 resnet_model_id(p->model), p->conf.db);
 
 	for (;;) {
 		siginfo_t si;
@@ -621,6 +643,8 @@ int pool_run(const struct pool_args *a, const struct seerd_conf *c)
 	if (p->conf.pid_file[0])
 		unlink(p->conf.pid_file);
 	sb_destroy(p->sb);
+	resnet_free(p->model);
+	resnet_free(p->prev_model);
 	log_info("seerd: stopped");
 	return code;
 }

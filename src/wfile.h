@@ -1,7 +1,8 @@
 /*
  * wfile.h - seer's native weight file: a header, a table of named float32
- * tensors and a 64-byte-aligned data blob, mapped read-only so that every
- * process on a host shares one copy. The layout is in weights/FORMAT.md.
+ * tensors and a 64-byte-aligned data blob, read once into read-only memory
+ * (on huge pages where the kernel has them) that processes forked after the
+ * load share, as seerd's workers do. The layout is in weights/FORMAT.md.
  */
 #ifndef SEER_WFILE_H
 #define SEER_WFILE_H
@@ -23,7 +24,7 @@
 #define WFILE_MAX_TENSORS 4096
 #define WFILE_DTYPE_F32 1
 
-/* One tensor of an open file; data points into the read-only mapping. */
+/* One tensor of an open file; data points into the file's read-only memory. */
 struct wfile_tensor {
 	char name[WFILE_NAME_MAX];
 	int ndim;
@@ -37,12 +38,12 @@ struct wfile {
 	char model[WFILE_MODEL_MAX]; /* model id, e.g. "resnet18-f37072fd" */
 	size_t count;
 	struct wfile_tensor *tensors; /* [count], owned */
-	void *map;
-	size_t map_bytes;
+	void *map;		      /* the memory wfile_open() read the file into, or NULL */
+	size_t map_bytes;	      /* its length (whole huge pages) */
 };
 
 /*
- * Map path read-only and check it: magic, version, every header and table
+ * Read path into read-only memory and check it: magic, version, every header and table
  * field against the file size, and both CRC-32s. Returns 0 and fills *out,
  * or a negative SEER_E* code with err filled (SEER_ENOENT, SEER_EIO,
  * SEER_ETRUNC, SEER_ECORRUPT, SEER_EUNSUPPORTED, SEER_ENOMEM).
@@ -56,7 +57,7 @@ int wfile_open_mem(const void *buf, size_t len, struct wfile **out, struct seer_
 /* The tensor called name, or NULL. */
 const struct wfile_tensor *wfile_find(const struct wfile *f, const char *name);
 
-/* Unmap and free; accepts NULL. */
+/* Release the memory and free; accepts NULL. */
 void wfile_close(struct wfile *f);
 
 /* Collects tensors in memory, then writes them out as one file. */

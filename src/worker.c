@@ -367,7 +367,7 @@ int worker_main(const struct worker_args *a)
 	blas_set_threads(1);
 
 	memset(&eo, 0, sizeof(eo));
-	eo.model_path = c->model;
+	eo.model = a->model;
 	eo.max_batch = c->max_images;
 	eo.topk_max = c->topk_max;
 	img_decode_opts_default(&eo.decode);
@@ -383,7 +383,7 @@ int worker_main(const struct worker_args *a)
 	ctx.sb = a->sb;
 	ctx.slot = slot;
 	if ((rc = engine_open(&eo, &ctx.engine, &err)) != 0) {
-		log_error("worker: cannot load the model: %s", err.msg);
+		log_error("worker: cannot set up: %s", err.msg);
 		return 3;
 	}
 	if ((rc = drop_privileges(a, &err)) != 0) {

@@ -1,7 +1,7 @@
 /*
  * gen_model.c - write a ResNet-18 seer weight file with seeded random
  * weights straight from C, so command-line tests need no PyTorch.
- * usage: gen_model OUT.seer [--arch NAME] [--drop TENSOR]
+ * usage: gen_model OUT.seer [--arch NAME] [--drop TENSOR] [--id MODEL_ID] [--seed N]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +46,7 @@ static int add(struct wfile_writer *w, const char *drop, const char *name, int n
 
 int main(int argc, char **argv)
 {
-	const char *arch = RESNET18_ARCH, *drop = NULL;
+	const char *arch = RESNET18_ARCH, *drop = NULL, *id = "test-random";
 	const struct resnet_conv_spec *specs;
 	struct seer_err err = { 0 };
 	struct wfile_writer *w;
@@ -55,7 +55,8 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: gen_model OUT.seer [--arch NAME] [--drop TENSOR]\n");
+		fprintf(stderr, "usage: gen_model OUT.seer [--arch NAME] [--drop TENSOR] [--id MODEL_ID] "
+				"[--seed N]\n");
 		return 2;
 	}
 	for (int i = 2; i + 1 < argc; i += 2) {
@@ -63,8 +64,12 @@ int main(int argc, char **argv)
 			arch = argv[i + 1];
 		else if (strcmp(argv[i], "--drop") == 0)
 			drop = argv[i + 1];
+		else if (strcmp(argv[i], "--id") == 0)
+			id = argv[i + 1];
+		else if (strcmp(argv[i], "--seed") == 0)
+			state = (unsigned)strtoul(argv[i + 1], NULL, 10);
 	}
-	w = wfile_writer_new(arch, "test-random");
+	w = wfile_writer_new(arch, id);
 	specs = resnet18_conv_specs(&n);
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct resnet_conv_spec *s = &specs[i];

@@ -910,6 +910,106 @@ def group_pool(tmp, model):
         st.stop()
 
 
+def model_memory(pid, min_kb):
+    """Rss, Pss and AnonHugePages (KiB) of pid's read-only anonymous mappings of at least
+    min_kb: where seerd keeps the model. None when it has none."""
+    found, cur = None, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(.*)$", line)
+            if head:
+                lo, hi, perms, inode, name = head.groups()
+                size_kb = (int(hi, 16) - int(lo, 16)) // 1024
+                cur = None
+                if perms == "r--p" and inode == "0" and not name and size_kb >= min_kb:
+                    found = found or {"Rss": 0, "Pss": 0, "AnonHugePages": 0}
+                    cur = found
+                continue
+            m = re.match(r"^(Rss|Pss|AnonHugePages):\s+(\d+) kB", line)
+            if m and cur is not None:
+                cur[m.group(1)] += int(m.group(2))
+    return found
+
+
+def thp_enabled():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def group_model(tmp, model):
+    """The model: loaded once by the supervisor into memory the workers share, replaced by a
+    reload, and kept when the file on disk goes bad."""
+    path = os.path.join(tmp, "model-swap.seer")
+    shutil.copy(model, path)
+    file_kb = os.path.getsize(path) // 1024
+    cat, _ = cat_photo(tmp)
+    st = Stack(tmp, "model", path)
+    st.start()
+    try:
+        ok(st.wait_ready(20), "model stack ready")
+        sup, ws = st.supervisor(), st.workers()
+        mem = {pid: model_memory(pid, file_kb) for pid in [sup] + ws}
+        ok(all(m is not None and m["Rss"] >= file_kb for m in mem.values()),
+           "the supervisor and both workers hold the whole model in read-only memory", mem)
+        ok(all(m is not None and m["Pss"] * 2 <= m["Rss"] for m in mem.values()),
+           "... one copy shared by the three (proportional size at most half of resident)", mem)
+        if thp_enabled():
+            ok(all(m is not None and m["AnonHugePages"] * 2 >= file_kb for m in mem.values()),
+               "... on transparent huge pages", mem)
+        else:
+            skip("the model on transparent huge pages", "THP is disabled on this machine")
+
+        s, b = classify(st, cat)
+        ok(s == 200 and b.get("model") == "test-random", "classify answers with the first model", b)
+        # a different model in its place, then SIGHUP: the new generation runs it
+        other = os.path.join(tmp, "model-other.seer")
+        subprocess.run([os.path.join(BUILD, "tests", "gen_model"), other, "--id", "test-other",
+                        "--seed", "99"], check=True)
+        os.chmod(other, 0o644)
+        os.rename(other, path)
+        old = set(st.workers())
+        os.kill(st.supervisor(), signal.SIGHUP)
+        for _ in range(100):
+            time.sleep(0.1)
+            s, r = st.json("GET", "/api/ready")
+            if s == 200 and r.get("model") == "test-other" and not (set(st.workers()) & old):
+                break
+        ok(s == 200 and r.get("model") == "test-other", "after a reload /api/ready names the new model", r)
+        s, b2 = classify(st, jpeg_bytes(sk("chelsea.png"), quality=85))
+        classes = [[c.get("index") for c in x.get("topk", [])] for x in (b, b2)]
+        ok(s == 200 and b2.get("model") == "test-other" and classes[0] != classes[1],
+           "... and classify runs it (other classes than the first model's)", [b, b2])
+        # the file goes bad: a reload is refused, and a respawned worker still has the model
+        with open(path, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\xff" * 64)
+        os.kill(st.supervisor(), signal.SIGHUP)
+        found = False
+        for _ in range(50):
+            time.sleep(0.1)
+            if "reload refused" in st.logs():
+                found = True
+                break
+        ok(found, "a reload with a damaged model file is refused", st.logs()[-2000:])
+        victim = max(st.workers())
+        st.wait_waiting(victim)
+        os.kill(victim, signal.SIGKILL)
+        back = False
+        for _ in range(100):
+            time.sleep(0.1)
+            if len(st.workers()) == 2 and victim not in st.workers() and st.wait_ready(1):
+                back = True
+                break
+        s, b3 = classify(st, jpeg_bytes(sk("chelsea.png"), quality=80))
+        ok(back and s == 200 and b3.get("model") == "test-other",
+           "a worker killed after that comes back with the model in memory and serves", [back, s, b3])
+    finally:
+        st.stop()
+
+
 def group_load(tmp, model):
     _, img = cat_photo(tmp)
     st = Stack(tmp, "load", model, rate="1000000r/s", burst=100000)
@@ -952,6 +1052,7 @@ def main():
                 group_full_disk(tmp, model)
             elif GROUP == "pool":
                 group_pool(tmp, model)
+                group_model(tmp, model)
             else:
                 group_load(tmp, model)
         except Exception as e:  # a crash of the harness is a failure, not a pass
