@@ -585,11 +585,13 @@ int pool_run(const struct pool_args *a, const struct seerd_conf *c)
 	signal(SIGPIPE, SIG_IGN);
 	if (bind_socket(p, &err) != 0) {
 		log_error("%s", err.msg);
+		resnet_free(p->model);
 		return 1;
 	}
 	p->sb = sb_create();
 	if (p->sb == NULL) {
 		log_error("cannot map the scoreboard: %s", strerror(errno));
+		resnet_free(p->model);
 		return 1;
 	}
 	sb_put(p->sb->ready, 1);

@@ -22,8 +22,8 @@
 
 enum sb_state {
 	SB_EMPTY = 0, /* no process */
-	SB_STARTING,  /* forked, loading the model */
-	SB_IDLE,      /* waiting in accept() */
+	SB_STARTING,  /* forked, setting up (buffers, database) */
+	SB_IDLE,      /* waiting for connections */
 	SB_BUSY,      /* serving a request */
 	SB_DRAINING,  /* told to stop; finishing its request */
 };

@@ -241,8 +241,7 @@ static void *model_memory(size_t bytes, size_t *len)
 	head = (size_t)(p - raw);
 	if (head > 0)
 		munmap(raw, head);
-	if (WFILE_HUGE_PAGE - head > 0)
-		munmap(p + want, WFILE_HUGE_PAGE - head);
+	munmap(p + want, WFILE_HUGE_PAGE - head);
 #ifdef MADV_HUGEPAGE
 	madvise(p, want, MADV_HUGEPAGE); /* advice: failing it only costs speed */
 #endif
@@ -250,7 +249,27 @@ static void *model_memory(size_t bytes, size_t *len)
 	return p;
 }
 
-/* Read all of fd's bytes into buf. Returns 0, or -1 with errno set (EIO for a short file). */
+/*
+ * Huge pages are handed out when the memory is first written; a 2 MB range
+ * that got 4 KB pages then (memory too fragmented at that moment) would keep
+ * them, as khugepaged leaves read-only memory alone. MADV_COLLAPSE (Linux
+ * 6.1) gathers them into huge pages now, while the memory is still
+ * writable; where the kernel lacks it, nothing happens.
+ */
+static void settle_huge_pages(void *mem, size_t len)
+{
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25 /* <linux/mman.h>; glibc before 2.37 lacks it */
+#endif
+#ifdef MADV_COLLAPSE
+	madvise(mem, len, MADV_COLLAPSE);
+#else
+	(void)mem;
+	(void)len;
+#endif
+}
+
+/* Read all of fd's bytes into buf. Returns 0, or -1 with errno set (0 when the file ended early). */
 static int read_all(int fd, char *buf, size_t bytes)
 {
 	size_t got = 0;
@@ -262,7 +281,7 @@ static int read_all(int fd, char *buf, size_t bytes)
 			continue;
 		if (r <= 0) {
 			if (r == 0)
-				errno = EIO; /* the file shrank under us */
+				errno = 0; /* the file shrank under us */
 			return -1;
 		}
 		got += (size_t)r;
@@ -305,9 +324,13 @@ int wfile_open(const char *path, struct wfile **out, struct seer_err *err)
 		goto fail;
 	}
 	if (read_all(fd, mem, (size_t)st.st_size) < 0) {
-		rc = seer_err_set(err, SEER_EIO, "model file %s: read: %s", path, strerror(errno));
+		if (errno == 0)
+			rc = seer_err_set(err, SEER_ETRUNC, "model file %s: shrank while being read", path);
+		else
+			rc = seer_err_set(err, SEER_EIO, "model file %s: read: %s", path, strerror(errno));
 		goto fail;
 	}
+	settle_huge_pages(mem, mem_len);
 	/* from here on nothing writes the weights: a stray write faults instead of corrupting them */
 	mprotect(mem, mem_len, PROT_READ);
 	rc = wfile_open_mem(mem, (size_t)st.st_size, out, &inner);

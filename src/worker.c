@@ -484,17 +484,16 @@ int worker_main(const struct worker_args *a)
 			per_request = (now_s() - started) / n;
 			service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
 		}
+		/*
+		 * The answers are out: retention and checkpoints no longer delay
+		 * them. The slot stays busy meanwhile, so that no other worker
+		 * takes it for one ready to take the queue (gather()).
+		 */
+		api_after(&ctx);
 		served += (uint64_t)n;
 		sb_put(slot->served, served);
-		/*
-		 * The answers are out. A crash from here on is the pool's own
-		 * trouble, not a request's, and counts towards a crash loop
-		 * (pool.c), so the slot stops being busy before the history
-		 * upkeep; the watchdog (busy_since) still covers that upkeep.
-		 */
-		sb_put(slot->state, stop_requested ? SB_DRAINING : SB_IDLE);
-		api_after(&ctx);
 		sb_put(slot->busy_since, 0);
+		sb_put(slot->state, stop_requested ? SB_DRAINING : SB_IDLE);
 		if (limit > 0 && served >= limit) {
 			log_info("worker %d: recycling after %" PRIu64 " requests", a->slot, served);
 			break;
