@@ -244,12 +244,13 @@ static void finish_request(struct api_ctx *ctx, struct pending *p)
  * slice of max_images items; the images of all of them then go through
  * the network in as few batches as the engine allows (max_images each),
  * which under load reads the weights once for several requests.
+ * Returns how many were served: those whose client had gone are not.
  */
-static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
+static int serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 {
 	const struct seerd_conf *c = ctx->conf;
 	struct engine_item *batch[API_MAX_IMAGES];
-	int m = 0;
+	int m = 0, gone = 0;
 
 	for (int i = 0; i < n; i++) {
 		struct pending *p = &pend[i];
@@ -257,6 +258,7 @@ static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 		int k;
 
 		p->gone = peer_gone(&p->req);
+		gone += p->gone;
 		if (p->gone || p->answered ||
 		    !api_begin(ctx, &p->ar, &p->resp, ctx->items + (size_t)i * c->max_images, &p->job))
 			continue;
@@ -277,6 +279,7 @@ static void serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 		pend[i].job = NULL;
 		finish_request(ctx, &pend[i]);
 	}
+	return n - gone;
 }
 
 /*
@@ -479,10 +482,13 @@ int worker_main(const struct worker_args *a)
 		}
 		{
 			double started = now_s(), per_request;
+			int done = serve_batch(&ctx, pend, n);
 
-			serve_batch(&ctx, pend, n);
-			per_request = (now_s() - started) / n;
-			service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
+			/* dropped requests cost next to nothing: they would make a request look quicker */
+			if (done > 0) {
+				per_request = (now_s() - started) / done;
+				service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
+			}
 		}
 		/*
 		 * The answers are out: retention and checkpoints no longer delay
