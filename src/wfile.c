@@ -213,7 +213,7 @@ int wfile_open_mem(const void *buf, size_t len, struct wfile **out, struct seer_
 
 /*
  * Memory for a whole model: private, anonymous, 2 MB-aligned and advised
- * for transparent huge pages. A forward pass streams some 45 MB of weights,
+ * for transparent huge pages. A forward pass streams some 80 MB of weights,
  * and on 4 KB pages every 4 KB of them costs the TLB a page walk; on 2 MB
  * pages a pass runs about 5% faster here (BENCHMARKS.md). A mapped file
  * cannot have them: Debian's kernels map the page cache in 4 KB pages.
