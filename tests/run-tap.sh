@@ -2,7 +2,16 @@
 # Run one test for automake's TAP driver. A test that cannot run here prints
 # a "1..0 # SKIP reason" plan and exits 77; the plan already tells the driver
 # it skipped, so 77 becomes 0 instead of being reported as a failure.
-"$@"
+#
+# Tests that load the whole machine or wait on timeouts (wrk, worker kills,
+# Chromium) carry a "# seer-test: exclusive" line and run under one lock:
+# `make -j2 check` on a 2-CPU machine would otherwise pair two of them and
+# halve every margin they keep. Other tests still run beside them.
+if grep -q '^# seer-test: exclusive' "$1" 2>/dev/null && command -v flock >/dev/null 2>&1; then
+	flock tests/.exclusive.lock "$@"
+else
+	"$@"
+fi
 rc=$?
 if [ "$rc" -eq 77 ]; then
 	exit 0
