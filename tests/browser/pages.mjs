@@ -335,11 +335,12 @@ test('a photo chosen with the picker: preview, upload progress, spinner, then 5 
 	const w = await openPage(browser, DESKTOP);
 	const {page} = w;
 	await page.goto(BASE);
-	// A slow uplink (about 100 KiB/s) so the progress state is visible at all
-	// on loopback; the answer itself is not slowed.
+	// A slow uplink (about 25 KiB/s) so the progress state lasts some seconds on
+	// loopback, long enough to be caught even on a starved machine; the answer
+	// itself is not slowed.
 	const cdp = await page.context().newCDPSession(page);
 	await cdp.send('Network.enable');
-	await cdp.send('Network.emulateNetworkConditions', {offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 100 * 1024});
+	await cdp.send('Network.emulateNetworkConditions', {offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 25 * 1024});
 	// Record every state a card passes through, and what showed at that moment.
 	await page.evaluate(() => {
 		window.__states = [];
