@@ -211,6 +211,20 @@ int wfile_open_mem(const void *buf, size_t len, struct wfile **out, struct seer_
 	return SEER_OK;
 }
 
+/* Unless the administrator set transparent huge pages to "never". */
+static int huge_pages_allowed(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+
+	if (f == NULL)
+		return 1; /* no THP (or not Linux): madvise() fails harmlessly */
+	if (fgets(buf, sizeof(buf), f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	return strstr(buf, "[never]") == NULL;
+}
+
 /*
  * Memory for a whole model: private, anonymous, 2 MB-aligned and advised
  * for transparent huge pages. A forward pass streams some 80 MB of weights,
@@ -218,12 +232,13 @@ int wfile_open_mem(const void *buf, size_t len, struct wfile **out, struct seer_
  * pages a pass runs about 5% faster here (BENCHMARKS.md). A mapped file
  * cannot have them: Debian's kernels map the page cache in 4 KB pages.
  * Processes forked after the load share these pages (seerd's workers).
- * Without THP (disabled, or another OS) the advice is ignored and plain
- * pages are used. Returns the memory, *len bytes, or NULL with errno set.
+ * huge: whether to advise them (not where THP is set to "never"); without
+ * THP the advice fails harmlessly. Either way plain pages are used then.
+ * Returns the memory, *len bytes, or NULL with errno set.
  */
 #define WFILE_HUGE_PAGE ((size_t)2 << 20)
 
-static void *model_memory(size_t bytes, size_t *len)
+static void *model_memory(size_t bytes, int huge, size_t *len)
 {
 	size_t want = (bytes + WFILE_HUGE_PAGE - 1) & ~(WFILE_HUGE_PAGE - 1);
 	char *raw, *p;
@@ -243,7 +258,10 @@ static void *model_memory(size_t bytes, size_t *len)
 		munmap(raw, head);
 	munmap(p + want, WFILE_HUGE_PAGE - head);
 #ifdef MADV_HUGEPAGE
-	madvise(p, want, MADV_HUGEPAGE); /* advice: failing it only costs speed */
+	if (huge)
+		madvise(p, want, MADV_HUGEPAGE); /* advice: failing it only costs speed */
+#else
+	(void)huge;
 #endif
 	*len = want;
 	return p;
@@ -254,7 +272,8 @@ static void *model_memory(size_t bytes, size_t *len)
  * that got 4 KB pages then (memory too fragmented at that moment) would keep
  * them, as khugepaged leaves read-only memory alone. MADV_COLLAPSE (Linux
  * 6.1) gathers them into huge pages now, while the memory is still
- * writable; where the kernel lacks it, nothing happens.
+ * writable; where the kernel lacks it, nothing happens. It disregards the
+ * system's THP setting: called only where the advice was given.
  */
 static void settle_huge_pages(void *mem, size_t len)
 {
@@ -295,7 +314,7 @@ int wfile_open(const char *path, struct wfile **out, struct seer_err *err)
 	struct stat st;
 	void *mem = NULL;
 	size_t mem_len = 0;
-	int fd, rc;
+	int fd, rc, huge;
 
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -318,7 +337,8 @@ int wfile_open(const char *path, struct wfile **out, struct seer_err *err)
 		rc = seer_err_set(err, SEER_ENOMEM, "model file %s: too large", path);
 		goto fail;
 	}
-	mem = model_memory((size_t)st.st_size, &mem_len);
+	huge = huge_pages_allowed();
+	mem = model_memory((size_t)st.st_size, huge, &mem_len);
 	if (mem == NULL) {
 		rc = seer_err_set(err, SEER_ENOMEM, "model file %s: %s", path, strerror(errno));
 		goto fail;
@@ -330,7 +350,8 @@ int wfile_open(const char *path, struct wfile **out, struct seer_err *err)
 			rc = seer_err_set(err, SEER_EIO, "model file %s: read: %s", path, strerror(errno));
 		goto fail;
 	}
-	settle_huge_pages(mem, mem_len);
+	if (huge)
+		settle_huge_pages(mem, mem_len);
 	/* from here on nothing writes the weights: a stray write faults instead of corrupting them */
 	mprotect(mem, mem_len, PROT_READ);
 	rc = wfile_open_mem(mem, (size_t)st.st_size, out, &inner);

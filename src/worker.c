@@ -244,13 +244,14 @@ static void finish_request(struct api_ctx *ctx, struct pending *p)
  * slice of max_images items; the images of all of them then go through
  * the network in as few batches as the engine allows (max_images each),
  * which under load reads the weights once for several requests.
- * Returns how many were served: those whose client had gone are not.
+ * Returns how many were classify requests with images to run; the rest
+ * (abandoned, answered at once: errors, GETs) cost next to nothing.
  */
 static int serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 {
 	const struct seerd_conf *c = ctx->conf;
 	struct engine_item *batch[API_MAX_IMAGES];
-	int m = 0, gone = 0;
+	int m = 0, ran = 0;
 
 	for (int i = 0; i < n; i++) {
 		struct pending *p = &pend[i];
@@ -258,10 +259,10 @@ static int serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 		int k;
 
 		p->gone = peer_gone(&p->req);
-		gone += p->gone;
 		if (p->gone || p->answered ||
 		    !api_begin(ctx, &p->ar, &p->resp, ctx->items + (size_t)i * c->max_images, &p->job))
 			continue;
+		ran++;
 		k = api_job_items(p->job, &items);
 		for (int j = 0; j < k; j++) {
 			batch[m++] = &items[j];
@@ -279,7 +280,7 @@ static int serve_batch(struct api_ctx *ctx, struct pending *pend, int n)
 		pend[i].job = NULL;
 		finish_request(ctx, &pend[i]);
 	}
-	return n - gone;
+	return ran;
 }
 
 /*
@@ -363,7 +364,7 @@ int worker_main(const struct worker_args *a)
 	struct pending *pend;
 	char model_key[96];
 	uint64_t limit = 0, served = 0;
-	double service_s = 0; /* moving average of the time per request, for gather() */
+	double service_s = 0; /* moving average of the time per classify request, for gather() */
 	int rc, code = 0;
 
 	install_signals();
@@ -482,11 +483,11 @@ int worker_main(const struct worker_args *a)
 		}
 		{
 			double started = now_s(), per_request;
-			int done = serve_batch(&ctx, pend, n);
+			int ran = serve_batch(&ctx, pend, n);
 
-			/* dropped requests cost next to nothing: they would make a request look quicker */
-			if (done > 0) {
-				per_request = (now_s() - started) / done;
+			/* the time of a classify request: the others would make one look quicker */
+			if (ran > 0) {
+				per_request = (now_s() - started) / ran;
 				service_s = service_s > 0 ? 0.8 * service_s + 0.2 * per_request : per_request;
 			}
 		}
