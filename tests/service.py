@@ -61,6 +61,17 @@ def diag(msg):
         print("# " + line, flush=True)
 
 
+def until(cond, timeout=10.0, step=0.1):
+    """Call cond() every step seconds until it returns something true or timeout passes;
+    returns its last result. For states the service reaches on its own a moment later."""
+    end = time.time() + timeout
+    while True:
+        r = cond()
+        if r or time.time() >= end:
+            return r
+        time.sleep(step)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -489,11 +500,8 @@ def api_cases(tmp, st):
     s, b = st.json("GET", "/api/health")
     ok(s == 200 and b.get("status") == "ok", "GET /api/health -> 200", b)
     # seerctl start returns once one worker answers; the other may still be setting up
-    for _ in range(100):
-        s, b = st.json("GET", "/api/ready")
-        if s == 200 and b.get("workers") == 2:
-            break
-        time.sleep(0.1)
+    until(lambda: st.json("GET", "/api/ready")[1].get("workers") == 2)
+    s, b = st.json("GET", "/api/ready")
     ok(s == 200 and b.get("ready") is True and b.get("workers") == 2,
        "GET /api/ready -> 200, 2 workers (within 10 s of the start)", b)
 
@@ -757,11 +765,9 @@ def group_pool(tmp, model):
         os.kill(st.supervisor(), signal.SIGHUP)
         res = wrk_result(p, out)
         load_checks(st, res, "two SIGHUP reloads under 64 connections", 50)
-        for _ in range(100):  # the old generation finishes what it holds, then exits
-            now = set(st.workers())
-            if len(now) == 2 and not (now & old):
-                break
-            time.sleep(0.1)
+        # the old generation finishes what it holds, then exits
+        until(lambda: len(st.workers()) == 2 and not (set(st.workers()) & old))
+        now = set(st.workers())
         ok(len(now) == 2 and not (now & old), "after the reloads: 2 new workers", [old, now])
 
         # drain on SIGTERM: requests being served and requests still queued complete.
@@ -863,11 +869,9 @@ def group_pool(tmp, model):
     try:
         first = set(st.workers())
         codes = [classify(st, jpeg_bytes(sk("chelsea.png"), comment=b"r%d" % i))[0] for i in range(14)]
-        for _ in range(100):  # the recycled worker's successor is forked at once
-            now = set(st.workers())
-            if len(now) == 2 and now != first:
-                break
-            time.sleep(0.1)
+        # the recycled worker's successor is forked at once
+        until(lambda: len(st.workers()) == 2 and set(st.workers()) != first)
+        now = set(st.workers())
         s, h, data = st.request("GET", "/metrics", auth=True)
         m = re.search(r"seer_worker_restarts_total (\d+)", data.decode())
         # 14 requests over 2 workers: at least one served 7 and was replaced after its 5th
@@ -916,11 +920,9 @@ def group_pool(tmp, model):
         ok(status == 0 and 0.9 < took < 10,
            "a request over request_timeout (1 s; it stalls in its body): its worker is killed, the "
            "connection closed unanswered (after %.1f s)" % took, status)
-        for _ in range(100):  # reaped and respawned within a supervisor tick or two
-            now = set(st.workers())
-            if len(now) == 2 and len(now & before) == 1:
-                break
-            time.sleep(0.1)
+        # reaped and respawned within a supervisor tick or two
+        until(lambda: len(st.workers()) == 2 and len(set(st.workers()) & before) == 1)
+        now = set(st.workers())
         ok(st.wait_ready(10) and len(now) == 2 and len(now & before) == 1, "the pool replaced that worker",
            [before, now])
         s, h, data = st.request("GET", "/metrics", auth=True)
@@ -1019,11 +1021,9 @@ def group_model(tmp, model):
         os.rename(other, path)
         old = set(st.workers())
         os.kill(st.supervisor(), signal.SIGHUP)
-        for _ in range(100):
-            time.sleep(0.1)
-            s, r = st.json("GET", "/api/ready")
-            if s == 200 and r.get("model") == "test-other" and not (set(st.workers()) & old):
-                break
+        until(lambda: st.json("GET", "/api/ready")[1].get("model") == "test-other" and
+              not (set(st.workers()) & old))
+        s, r = st.json("GET", "/api/ready")
         ok(s == 200 and r.get("model") == "test-other", "after a reload /api/ready names the new model", r)
         s, b2 = classify(st, cat)  # the same bytes: the cache is per model, so not cached
         classes = [[c.get("index") for c in x.get("topk", [])] for x in (b, b2)]
@@ -1034,23 +1034,13 @@ def group_model(tmp, model):
             f.seek(4096)
             f.write(b"\xff" * 64)
         os.kill(st.supervisor(), signal.SIGHUP)
-        found = False
-        for _ in range(50):
-            time.sleep(0.1)
-            if "reload refused" in st.logs():
-                found = True
-                break
+        found = until(lambda: "reload refused" in st.logs(), timeout=5)
         ok(found, "a reload with a damaged model file is refused", st.logs()[-2000:])
         victim = max(st.workers())
         if not st.wait_waiting(victim):
             diag("worker %d not seen waiting in poll() (wchan) before the kill" % victim)
         os.kill(victim, signal.SIGKILL)
-        back = False
-        for _ in range(100):
-            time.sleep(0.1)
-            if len(st.workers()) == 2 and victim not in st.workers() and st.wait_ready(1):
-                back = True
-                break
+        back = until(lambda: len(st.workers()) == 2 and victim not in st.workers() and st.wait_ready(1))
         s, b3 = classify(st, jpeg_bytes(sk("chelsea.png"), quality=80))
         ok(back and s == 200 and b3.get("model") == "test-other",
            "a worker killed after that comes back with the model in memory and serves", [back, s, b3])
