@@ -3,9 +3,13 @@
 # bounded time, starting from the committed corpus (read only: new inputs go
 # to OUTDIR). A crash leaves its input in OUTDIR as crash-* and fails.
 # usage: scripts/fuzz.sh [SECONDS-PER-TARGET [OUTDIR]]   (defaults: 60, fuzz/out)
+# SEER_FUZZ_SEED=N starts libFuzzer's random generator at N, so that a run
+# can be repeated; unset or 0, every run draws a new seed. Each target's line
+# names the seed it ran with.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
+seed=${SEER_FUZZ_SEED:-0}
 out=${2:-$top/fuzz/out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -14,6 +18,11 @@ cd "$top"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE -Isrc
 	$(pkg-config --cflags openblas libjpeg libpng zlib)"
 libs="$(pkg-config --libs openblas libjpeg libpng zlib) -lm"
+
+# The seed libFuzzer ran with, from its log ("INFO: Seed: N").
+used_seed() {
+	grep -m1 -o 'Seed: [0-9]*' "$out/fuzz_$1.log" | grep -o '[0-9]*$' || echo unknown
+}
 
 status=0
 for target in pth img wfile form; do
@@ -30,12 +39,12 @@ for target in pth img wfile form; do
 	# shellcheck disable=SC2086
 	clang $cflags -o "$bin" "fuzz/fuzz_$target.c" $sources $libs
 	mkdir -p "$out/corpus_$target"
-	if "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	if "$bin" -seed="$seed" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="$out/" "$out/corpus_$target" "fuzz/corpus/$target" >"$out/fuzz_$target.log" 2>&1; then
 		echo "fuzz_$target: $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$out/fuzz_$target.log" |
-			grep -o '[0-9]*$') runs in ${seconds}s, no failure"
+			grep -o '[0-9]*$') runs in ${seconds}s (seed $(used_seed "$target")), no failure"
 	else
-		echo "fuzz_$target: FAILED, see $out/fuzz_$target.log:"
+		echo "fuzz_$target: FAILED (seed $(used_seed "$target")), see $out/fuzz_$target.log:"
 		grep -E 'ERROR|SUMMARY|crash-|leak-|timeout-' "$out/fuzz_$target.log" | head -5
 		status=1
 	fi
