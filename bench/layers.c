@@ -3,7 +3,8 @@
  * layer timed inside real passes, in network order, so that every layer
  * finds its weights as cold as the network leaves them.
  *
- * Build from the source tree after `make` in build/:
+ * Built by `make check` in build/ as build/bench/layers (`make bench/layers` alone), or
+ * by hand from the source tree after `make` in build/:
  *   gcc -O2 -fopenmp -Isrc -Ibuild $(pkg-config --cflags openblas) bench/layers.c \
  *       build/src/libseer.a $(pkg-config --libs openblas) -lz -lm -o layers
  * Usage: layers MODEL.seer [batch [threads [passes]]]

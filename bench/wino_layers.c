@@ -3,7 +3,8 @@
  * sgemm (nn.c's path), Winograd F(4x4, 3x3) and Winograd F(2x2, 3x3), with
  * the weights cold, as the network sees them.
  *
- * Build from the source tree after `make` in build/:
+ * Built by `make check` in build/ as build/bench/wino_layers (`make bench/wino_layers` alone), or
+ * by hand from the source tree after `make` in build/:
  *   gcc -O2 -fopenmp -Isrc $(pkg-config --cflags openblas) bench/wino_layers.c \
  *       build/src/libseer.a $(pkg-config --libs openblas) -lm -o wino_layers
  * On CPUs that Debian's OpenBLAS 0.3.21 misdetects, run with
