@@ -81,7 +81,7 @@ static const struct shape shapes[] = {
 	{256, 196, 1152, "stage 3, 128->256 stride 2, im2col"},
 	{128, 49, 128, "stage 2, 128@28x28 F(4x4): one of 36"},
 	{128, 448, 576, "stage 2, 64->128 stride 2, im2col: a chunk"},
-	{64, 98, 64, "stage 1, 64@56x56 F(4x4): a half, 1 of 36"},
+	{64, 98, 64, "stage 1, 64@56x56 F(4x4): one of 36 (half)"},
 	{64, 1680, 147, "stem 7x7/2, im2col: a chunk (15 rows)"},
 };
 
